@@ -1,0 +1,1 @@
+"""Kaldi-style data directories, token dumps, datasets and samplers."""

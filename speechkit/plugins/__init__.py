@@ -1,0 +1,1 @@
+"""Built-in components, written exactly like third-party plugins."""

@@ -1,0 +1,1 @@
+"""Built-in codec components (registered exactly like third-party plugins)."""

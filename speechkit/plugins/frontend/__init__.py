@@ -1,0 +1,1 @@
+"""Built-in frontend components (registered exactly like third-party plugins)."""

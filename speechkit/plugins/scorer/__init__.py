@@ -1,0 +1,1 @@
+"""Built-in scorer components (registered exactly like third-party plugins)."""

@@ -1,0 +1,1 @@
+"""Built-in vocoder components (registered exactly like third-party plugins)."""
