@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (`speechkit bench <what>`)."""

@@ -1,0 +1,1 @@
+"""One module per recipe stage: ``python -m speechkit.bin.<stage> --config conf/x.yaml ...``."""

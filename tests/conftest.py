@@ -1,0 +1,41 @@
+"""Shared fixtures: an installed copy of the fake third-party plugin package."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKE_PLUGIN_SOURCE = Path(__file__).parent / "fake_plugin"
+
+
+@pytest.fixture(scope="session")
+def fake_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``pip install`` the fake plugin into a temporary folder and return that folder.
+
+    Prepending it to ``sys.path`` (see ``fake_plugin``) makes ``importlib.metadata`` see the
+    package's ``speechkit.codec`` entry point, exactly as after ``pip install`` into a venv.
+    """
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(FAKE_PLUGIN_SOURCE)],
+        check=True,
+        cwd=build,
+    )
+    return target
+
+
+@pytest.fixture
+def fake_plugin(fake_plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake plugin made importable and discoverable for one test (undone afterwards)."""
+    monkeypatch.syspath_prepend(str(fake_plugin_site))
+    monkeypatch.delenv("SPEECHKIT_NO_PLUGINS", raising=False)
+    from speechkit.registry import CODEC
+
+    yield fake_plugin_site
+    CODEC._classes.pop("band_energy", None)
+    for name in [m for m in sys.modules if m.startswith("speechkit_fake_plugin")]:
+        del sys.modules[name]
