@@ -17,11 +17,14 @@ def fake_plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Prepending it to ``sys.path`` (see ``fake_plugin``) makes ``importlib.metadata`` see the
     package's ``speechkit.codec`` entry point, exactly as after ``pip install`` into a venv.
     """
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
     build = tmp_path_factory.mktemp("build")
+    source = shutil.copytree(FAKE_PLUGIN_SOURCE, build / "speechkit-fake-plugin")  # keep the tree clean
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(FAKE_PLUGIN_SOURCE)],
+         "--no-index", "--target", str(target), str(source)],
         check=True,
         cwd=build,
     )

@@ -1,1 +1,0 @@
-"""A third-party speechkit plugin, packaged on its own, used by the test suite."""
