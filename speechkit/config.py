@@ -65,10 +65,30 @@ def apply_overrides(config: DictConfig, overrides: Iterable[str]) -> DictConfig:
             raise ConfigError(f"Override {override!r} must look like section.key=value.")
     if not overrides:
         return config
+    config = _reset_swapped_components(config, overrides)
     try:
         return OmegaConf.merge(config, OmegaConf.from_dotlist(list(overrides)))  # type: ignore[return-value]
     except OmegaConfBaseException as error:
         raise ConfigError(f"Cannot apply overrides {overrides}: {error}") from error
+
+
+def _reset_swapped_components(config: DictConfig, overrides: list[str]) -> DictConfig:
+    """An override of ``<section>.name`` to another component drops that section's old options.
+
+    The old component's options mean nothing to the new one (and would fail validation), so
+    ``codec.name=encodec`` starts from the new component's defaults; other overrides of the same
+    section are applied after.
+    """
+    config = config.copy()
+    for override in overrides:
+        key, _, value = override.partition("=")
+        section, _, leaf = key.rpartition(".")
+        if leaf != "name" or not section:
+            continue
+        node = OmegaConf.select(config, section, default=None)
+        if isinstance(node, DictConfig) and str(node.get("name")) != value.strip():
+            OmegaConf.update(config, section, {"name": value.strip()}, merge=False)
+    return config
 
 
 def as_plain_dict(spec: Mapping[str, Any] | DictConfig | Any) -> dict[str, Any]:

@@ -73,3 +73,13 @@ def test_validate_options_errors_name_valid_keys():
 def test_config_to_yaml_prints_defaults():
     text = config_to_yaml(Options)
     assert "rate: 16000" in text and "depth: 2" in text
+
+
+def test_overriding_a_component_name_resets_its_options(tmp_path):
+    (tmp_path / "c.yaml").write_text("codec: {name: mel_rvq, num_quantizers: 8, vocoder: {name: gl}}\n")
+    config = load_config(tmp_path / "c.yaml", ["codec.name=encodec", "codec.bandwidth=6.0"])
+    assert dict(config.codec) == {"name": "encodec", "bandwidth": 6.0}
+    same = load_config(tmp_path / "c.yaml", ["codec.name=mel_rvq"])
+    assert same.codec.num_quantizers == 8
+    nested = load_config(tmp_path / "c.yaml", ["codec.vocoder.name=istft"])
+    assert dict(nested.codec.vocoder) == {"name": "istft"} and nested.codec.num_quantizers == 8
