@@ -40,12 +40,12 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "pypinyin": "speechkit.plugins.frontend.mandarin",
         "multilingual": "speechkit.plugins.frontend.multilingual",
     },
-    "ar_lm": {},
-    "nar_lm": {},
-    "st_frontend": {},
+    "ar_lm": {"valle_ar": "speechkit.plugins.ar_lm.valle_ar"},
+    "nar_lm": {"valle_nar": "speechkit.plugins.nar_lm.valle_nar"},
+    "st_frontend": {"transformer_st": "speechkit.plugins.st_frontend.transformer_st"},
     "vocoder": {
         "griffin_lim": "speechkit.plugins.vocoder.griffin_lim",
-        "istft_net": "speechkit.plugins.vocoder.istft_net",
+        "convnext_istft": "speechkit.plugins.vocoder.convnext_istft",
     },
     "scorer": {
         "whisper_wer": "speechkit.plugins.scorer.whisper_wer",

@@ -42,3 +42,11 @@ def fake_plugin(fake_plugin_site: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     CODEC._classes.pop("band_energy", None)
     for name in [m for m in sys.modules if m.startswith("speechkit_fake_plugin")]:
         del sys.modules[name]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests run two per machine (pytest -n 2): one torch thread each avoids oversubscription."""
+    import torch
+
+    torch.set_num_threads(1)

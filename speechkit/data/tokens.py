@@ -3,7 +3,7 @@
 Layout of one set (stage 3)::
 
     dump/<set>/codes.<i>.ark             shard i: ``<utt> NPY<len><.npy bytes>`` records
-    dump/<set>/codes.<i>.scp             ``<utt> <ark path>:<offset>`` for shard i
+    dump/<set>/codes.<i>.scp             ``<utt> <absolute ark path>:<offset>`` for shard i
     dump/<set>/codes.<i>.utt2num_frames  ``<utt> <T>`` for shard i
     dump/<set>/codes.scp                 all shards merged, sorted by utterance
     dump/<set>/utt2num_frames            ``<utt> <T>`` merged
@@ -11,7 +11,9 @@ Layout of one set (stage 3)::
 Each entry is one ``codes: LongTensor[L, T]`` matrix kept as int16 (codebooks up to 32768) or
 int32 through kaldiio's numpy record writer, because Kaldi's binary matrix format only holds
 floats. Writes are atomic: an ark is written under a temporary name and renamed, and each scp
-is replaced atomically, so a killed run leaves either a complete shard or none.
+is replaced atomically, so a killed run leaves either a complete shard or none. Scp entries name
+arks by absolute path, so a dump reads the same from any working directory (moving the recipe
+directory means re-running stage 3).
 """
 from __future__ import annotations
 
@@ -84,14 +86,14 @@ def write_codes_shard(
     """Write ``(utt, codes: LongTensor[L, T])`` pairs to one ark + scp, atomically.
 
     The ark is written to a temporary sibling and renamed once complete; the scp (whose entries
-    name the final ark path, as given) is then replaced atomically.
+    name the final ark by absolute path) is then replaced atomically.
 
     Returns:
         ``{utt: T}`` number of frames per written utterance, in write order.
     """
     import kaldiio
 
-    ark_path, scp_path = Path(ark_path), Path(scp_path)
+    ark_path, scp_path = Path(ark_path).absolute(), Path(scp_path)
     ark_path.parent.mkdir(parents=True, exist_ok=True)
     dtype = codes_dtype(codebook_size)
     num_frames: dict[str, int] = {}

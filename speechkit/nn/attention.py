@@ -1,0 +1,103 @@
+"""Multi-head self-attention on ``scaled_dot_product_attention``, with a preallocated KV cache.
+
+Incremental decoding writes each step's keys/values in place into a cache allocated once for the
+longest sequence (``copy_`` into a slice), and attends to a view of the filled part: no
+``torch.cat`` and no reallocation per step, so a step costs the weights plus attention itself.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class KVCache:
+    """Keys and values of every layer for a batch, preallocated to ``max_length`` positions.
+
+    Shapes: ``keys``/``values`` FloatTensor[num_layers, B, H, max_length, Dh]; ``length`` is the
+    number of positions written so far (shared by the batch: sequences are aligned so that they
+    write at the same index; padding is excluded with ``key_valid``, BoolTensor[B, max_length]).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_layers: int,
+        batch_size: int,
+        num_heads: int,
+        head_dim: int,
+        max_length: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (num_layers, batch_size, num_heads, max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
+        self.max_length = max_length
+        self.length = 0
+        self.has_padding = False
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store keys/values FloatTensor[B, H, N, Dh] at ``start``; return views of positions [0, start+N)."""
+        end = start + keys.shape[2]
+        if end > self.max_length:
+            raise RuntimeError(f"KV cache overflow: writing up to {end} of {self.max_length} positions")
+        self.keys[layer, :, :, start:end].copy_(keys)
+        self.values[layer, :, :, start:end].copy_(values)
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def mark_valid(self, valid: torch.Tensor, start: int) -> None:
+        """Record which of the positions [start, start+N) are real (valid: BoolTensor[B, N])."""
+        self.key_valid[:, start : start + valid.shape[1]].copy_(valid)
+        self.has_padding = self.has_padding or not bool(valid.all())
+
+    def step_mask(self, end: int) -> torch.Tensor | None:
+        """Mask for a query at position ``end - 1``: BoolTensor[B, 1, 1, end], None without padding."""
+        if not self.has_padding:
+            return None
+        return self.key_valid[:, None, None, :end]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention with fused QKV projection.
+
+    Args:
+        d_model: model width; num_heads: heads (``d_model % num_heads == 0``); dropout:
+            attention-probability dropout (training only).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model {d_model} must be divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        start: int = 0,
+    ) -> torch.Tensor:
+        """x: FloatTensor[B, N, D] -> FloatTensor[B, N, D].
+
+        mask: BoolTensor broadcastable to [B, H, N, S] (True = attend), S = N without a cache or
+        ``start + N`` with one; with ``cache`` the new keys/values are written at ``start`` and
+        the queries attend to all cached positions [0, start + N).
+        """
+        batch, length, width = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, N, Dh]
+        if cache is not None:
+            key, value = cache.write(layer, key, value, start)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, H, N, Dh]
+        return self.out(attended.transpose(1, 2).reshape(batch, length, width))

@@ -1,0 +1,37 @@
+"""Choosing the next token from logits: greedy, temperature, top-k and nucleus (top-p)."""
+from __future__ import annotations
+
+import torch
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """logits: FloatTensor[N, V] -> LongTensor[N].
+
+    Greedy (argmax) when ``temperature <= 0`` or ``top_k == 1``. Otherwise logits are divided
+    by ``temperature``, restricted to the ``top_k`` best (0 = all) and to the smallest set whose
+    probability reaches ``top_p`` (1.0 = all; the best token is always kept), then sampled with
+    ``generator`` (seed it for reproducible output).
+    """
+    if temperature <= 0 or top_k == 1:
+        return logits.argmax(dim=-1)
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth_best = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # mass before it already enough
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probabilities = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)

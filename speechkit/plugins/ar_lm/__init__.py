@@ -1,0 +1,1 @@
+"""Built-in autoregressive codec LMs (registered exactly like third-party plugins)."""

@@ -1,0 +1,1 @@
+"""Built-in non-autoregressive codec LMs (registered exactly like third-party plugins)."""

@@ -1,0 +1,95 @@
+"""speechkit.nn: masks, positions, level norms, KV-cached attention and sampling."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+import torch
+
+from speechkit.nn import (
+    LevelLayerNorm,
+    SinusoidalPositionalEncoding,
+    TransformerStack,
+    key_padding_mask,
+    lengths_to_mask,
+    prefix_causal_mask,
+    sample_tokens,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and the CI machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_prefix_causal_mask_rules() -> None:
+    # one row: 2 phones, 1 pad, 3 acoustic positions
+    valid = torch.tensor([[True, True, False, True, True, True]])
+    is_prefix = torch.tensor([[True, True, True, False, False, False]])
+    mask = prefix_causal_mask(valid, is_prefix)[0, 0]
+    assert mask[0, :2].all() and not mask[0, 3:].any(), "phones see all phones and no acoustic position"
+    assert not mask[3, 2] and not mask[0, 2], "padding is never a key (except for itself)"
+    assert mask[4, :2].all() and mask[4, 3] and mask[4, 4] and not mask[4, 5], "acoustic: all phones, causal acoustic"
+    assert mask[2, 2], "a padded query sees itself, so no row is empty"
+    full = prefix_causal_mask(valid, is_prefix, causal=False)[0, 0]
+    assert full[3, 5]
+    assert key_padding_mask(valid).shape == (1, 1, 1, 6)
+    assert lengths_to_mask(torch.tensor([1, 3])).tolist() == [[True, False, False], [True, True, True]]
+
+
+def test_positional_encoding_uses_given_positions() -> None:
+    encoding = SinusoidalPositionalEncoding(8)
+    x = torch.zeros(2, 3, 8)
+    shifted = encoding(x, torch.tensor([[0, 1, 2], [5, 6, 7]]))
+    assert torch.allclose(shifted[0], encoding(x[:1], torch.arange(3))[0])
+    assert not torch.allclose(shifted[0], shifted[1])
+    assert torch.allclose(encoding.encoding(torch.tensor([0]))[0, :4], torch.zeros(4)), "sin(0) = 0"
+
+
+def test_level_layer_norm_is_a_norm_per_level() -> None:
+    norm = LevelLayerNorm(4, num_conditions=3)
+    with torch.no_grad():
+        norm.gain.weight[1] = 2.0
+        norm.bias.weight[2] = 1.0
+    x = torch.randn(3, 5, 4)
+    out = norm(x, torch.tensor([0, 1, 2]))
+    reference = torch.nn.functional.layer_norm(x, (4,))
+    assert torch.allclose(out[0], reference[0], atol=1e-6)
+    assert torch.allclose(out[1], 2 * reference[1], atol=1e-6)
+    assert torch.allclose(out[2], reference[2] + 1, atol=1e-6)
+
+
+def test_cached_decoding_equals_full_recomputation() -> None:
+    torch.manual_seed(0)
+    stack = TransformerStack(num_layers=2, d_model=16, num_heads=2, ffn_dim=32).eval()
+    x = torch.randn(2, 7, 16)
+    valid = torch.tensor([[False, True, True, True, True, True, True], [True] * 7])  # row 0 left-padded
+    is_prefix = torch.zeros_like(valid)
+    is_prefix[:, :3] = True
+    full = stack(x, prefix_causal_mask(valid, is_prefix))
+    cache = stack.new_cache(2, 7, dtype=x.dtype, device=x.device)
+    cache.mark_valid(valid, 0)
+    first = stack(x[:, :4], prefix_causal_mask(valid[:, :4], is_prefix[:, :4]), cache=cache, start=0)
+    assert torch.allclose(first[:, 1:], full[:, 1:4], atol=1e-5)
+    storage = cache.keys.data_ptr()
+    for position in range(4, 7):
+        step = stack(x[:, position : position + 1], cache.step_mask(position + 1), cache=cache, start=position)
+        assert torch.allclose(step[:, 0], full[:, position], atol=1e-5)
+    assert cache.keys.data_ptr() == storage and cache.length == 7, "the cache is written in place"
+
+
+def test_sampling_modes() -> None:
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.0]]).repeat(200, 1)
+    assert sample_tokens(logits, temperature=0).eq(1).all()
+    assert sample_tokens(logits, top_k=1).eq(1).all()
+    generator = torch.Generator().manual_seed(0)
+    top_two = sample_tokens(logits, top_k=2, generator=generator)
+    assert set(top_two.tolist()) == {1, 3}
+    nucleus = sample_tokens(logits, top_p=0.5, generator=generator)
+    assert set(nucleus.tolist()) == {1}, "the best token alone holds > 50% of the mass"
+    again = sample_tokens(logits, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(again, sample_tokens(logits, generator=torch.Generator().manual_seed(3)))
