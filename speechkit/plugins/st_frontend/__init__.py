@@ -1,0 +1,1 @@
+"""Built-in speech recognition & translation frontends (``st_frontend`` kind)."""
