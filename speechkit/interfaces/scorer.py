@@ -19,6 +19,9 @@ class ScoreItem:
         lang: language of its content (``"en"``, ``"zh"``).
         text: reference text (for WER/CER/BLEU), if any.
         reference_wavs: paths it should sound like (for speaker similarity), e.g. the prompt.
+        same_speaker_wavs: real recordings of the same speaker in the item's language (for the
+            speaker margin: similarity to these vs to ``other_speaker_wavs``), if any.
+        other_speaker_wavs: real recordings of other speakers in the item's language, if any.
     """
 
     utt_id: str
@@ -26,6 +29,8 @@ class ScoreItem:
     lang: str = ""
     text: str = ""
     reference_wavs: Sequence[Path] = ()
+    same_speaker_wavs: Sequence[Path] = ()
+    other_speaker_wavs: Sequence[Path] = ()
 
 
 class Scorer(Component):
