@@ -1,4 +1,4 @@
-"""The ``speechkit`` command: ``list``, ``show``, ``doctor`` and ``bench``.
+"""The ``speechkit`` command: ``list``, ``show``, ``doctor``, ``bench``, ``xtts`` and ``s2st``.
 
 Listing reads names only (built-in table + entry points), so it is fast and works even when an
 optional dependency of some component is missing.
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("what", choices=["codec"])
     p_bench.add_argument("rest", nargs=argparse.REMAINDER)
     p_bench.set_defaults(func=_cmd_bench)
+
+    from speechkit.cli_synth import add_synthesis_commands
+
+    add_synthesis_commands(sub)
     return parser
 
 

@@ -198,6 +198,7 @@ def _has_own_storage(component: Any) -> bool:
 def _save_state(component: Any, directory: Path, kind: str) -> None:
     """A component's own ``save`` into ``<kind>/``, else an nn.Module's state dict ``<kind>.pt``."""
     if _has_own_storage(component):
+        (directory / kind).mkdir(parents=True, exist_ok=True)  # a component may have nothing to write
         component.save(directory / kind)
     elif isinstance(component, nn.Module):
         state = {name: tensor.detach().cpu() for name, tensor in component.state_dict().items()}

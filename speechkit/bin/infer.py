@@ -1,0 +1,281 @@
+"""Recipe stage 7: assemble the VALL-E X pipeline pack and synthesise the evaluation tasks.
+
+Usage (from a recipe dir)::
+
+    python -m speechkit.bin.infer --config conf/default.yaml --data data --dump dump --exp exp \
+        [--tasks zs_en xl_zh2en ...]
+
+1. ``exp/vallex_pack`` is assembled from ``exp/codec``, ``exp/ar/pack``, ``exp/nar/pack`` and
+   ``exp/st/pack`` (without the ST pack, with a warning: the S2ST-from-speech tasks are skipped)
+   plus the ``frontend:`` section and ``dump/tokens.txt``.
+2. Each task of ``infer.tasks`` (see :mod:`speechkit.infer.tasks`) runs over the test speakers in
+   batches, writing ``exp/infer/<task>/wav/<id>.wav`` and ``exp/infer/<task>/items.jsonl`` (one
+   JSON object per item: the :class:`~speechkit.infer.tasks.TaskItem` fields plus ``wav``
+   (the output, or the real wav for ``ground_truth``; ``null`` when synthesis failed),
+   ``seconds``, ``stop_reason``, ``error`` and, for S2ST, the recognised/translated phones).
+
+Idempotent and resumable: a finished task has a done-marker whose fingerprint covers the config,
+the pack's sources and the item list; an interrupted task keeps the items it finished in
+``progress.jsonl`` and resumes after them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from speechkit.bin.common import load_stage_config, run_main, stage_parser
+from speechkit.config import as_plain_dict, require_sections, validate_options
+from speechkit.errors import AudioError, TextError
+from speechkit.infer.pipeline import SynthesisOptions, SynthesisRequest, VallexPipeline
+from speechkit.infer.pipeline_pack import assemble_pipeline_pack, directory_fingerprint
+from speechkit.infer.tasks import TASKS, TaskItem, build_items, task_spec
+from speechkit.utils.fs import atomic_write_text
+from speechkit.utils.stage import StageMarker, fingerprint
+
+log = logging.getLogger("speechkit.infer")
+PACK_NAME = "vallex_pack"
+PROGRESS_FILE = "progress.jsonl"
+ITEMS_FILE = "items.jsonl"
+
+
+@dataclasses.dataclass
+class InferConfig:
+    """The ``infer:`` section of a recipe config.
+
+    Attributes:
+        tasks: task names (see :data:`speechkit.infer.tasks.TASKS`), run in this order.
+        test_set: data set whose speakers are evaluated (unseen in training).
+        max_items: items per task (speakers taken in turn); 0 = all.
+        num_other_speakers: other speakers' real utterances per item (similarity margin).
+        batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
+        max_prompt_seconds, sentence_pause_ms: see :class:`~speechkit.infer.SynthesisOptions`.
+    """
+
+    tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
+    test_set: str = "test"
+    max_items: int = 40
+    num_other_speakers: int = 3
+    batch_size: int = 8
+    seed: int = 0
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    max_prompt_seconds: float = 10.0
+    sentence_pause_ms: float = 200.0
+
+    def synthesis_options(self) -> SynthesisOptions:
+        """The pipeline options these settings give."""
+        return SynthesisOptions(
+            max_prompt_seconds=self.max_prompt_seconds, sentence_pause_ms=self.sentence_pause_ms,
+            batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+            seed=self.seed,
+        )
+
+
+def ensure_pipeline_pack(frontend_spec: dict[str, Any], dump: Path, exp: Path) -> tuple[Path, str]:
+    """Assemble ``exp/vallex_pack`` unless its sources are unchanged -> (pack dir, source key)."""
+    st_pack: Path | None = exp / "st" / "pack"
+    if not (st_pack / "pack.yaml").is_file():
+        log.warning("%s not found (stage 6 not run): the pack has no ST frontend and the S2ST-from-speech "
+                    "tasks are skipped", st_pack)
+        st_pack = None
+    sources = [exp / "codec", exp / "ar" / "pack", exp / "nar" / "pack", st_pack, dump / "tokens.txt"]
+    key = fingerprint(frontend_spec, [None if s is None else (str(s), directory_fingerprint(s)) for s in sources])
+    pack_dir = exp / PACK_NAME
+    marker = StageMarker(exp, PACK_NAME, key)
+    if marker.is_done() and (pack_dir / "pack.yaml").is_file():
+        log.info("pipeline pack %s is up to date", pack_dir)
+        return pack_dir, key
+    marker.clear()
+    assemble_pipeline_pack(pack_dir, exp / "codec", exp / "ar" / "pack", exp / "nar" / "pack", st_pack,
+                           frontend_spec, dump / "tokens.txt")
+    marker.mark_done(st_frontend=st_pack is not None)
+    return pack_dir, key
+
+
+class TaskRunner:
+    """Runs one task's items through the pipeline, resumably (see the module docstring)."""
+
+    def __init__(self, pipeline: VallexPipeline, config: InferConfig, out_dir: Path) -> None:
+        self.pipeline, self.config, self.out_dir = pipeline, config, out_dir
+
+    def run(self, name: str, items: list[TaskItem], key: str) -> list[dict[str, Any]]:
+        """Make every item's output -> records in ``items`` order (also written to items.jsonl)."""
+        done = self._resume(key)
+        pending = [item for item in items if item.id not in done]
+        if done:
+            log.info("%s: resuming after %d finished items", name, len(done))
+        positions = {item.id: index for index, item in enumerate(items)}
+        with (self.out_dir / PROGRESS_FILE).open("a", encoding="utf-8") as progress, \
+                tqdm(total=len(items), initial=len(items) - len(pending), desc=name, unit="utt") as bar:
+            size = 10**9 if task_spec(name).kind == "ground_truth" else self.config.batch_size
+            for start in range(0, len(pending), size):
+                chunk = pending[start : start + size]
+                for record in self._run_chunk(name, chunk, self.config.seed + positions[chunk[0].id]):
+                    done[record["id"]] = record
+                    progress.write(json.dumps(record, ensure_ascii=False) + "\n")
+                progress.flush()
+                bar.update(len(chunk))
+        records = [done[item.id] for item in items]
+        atomic_write_text(self.out_dir / ITEMS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        (self.out_dir / PROGRESS_FILE).unlink(missing_ok=True)
+        return records
+
+    def _resume(self, key: str) -> dict[str, dict[str, Any]]:
+        """Records finished by an interrupted run with the same ``key`` (else start afresh)."""
+        path = self.out_dir / PROGRESS_FILE
+        header = json.dumps({"key": key}) + "\n"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        done: dict[str, dict[str, Any]] = {}
+        if lines and _json_or_empty(lines[0]).get("key") == key:
+            for line in lines[1:]:
+                record = _json_or_empty(line)
+                if "id" not in record:
+                    break  # a line cut by a kill: what follows it is not trusted
+                done[record["id"]] = record
+        atomic_write_text(path, header + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done.values()))
+        return done
+
+    def _run_chunk(self, name: str, items: list[TaskItem], seed: int) -> list[dict[str, Any]]:
+        kind = task_spec(name).kind
+        if kind == "ground_truth":
+            return [self._record(item, wav=item.reference_wav) for item in items]
+        if kind == "resynth":
+            return [self._resynthesize(item) for item in items]
+        requests: list[SynthesisRequest | None] = []
+        extras: list[dict[str, Any]] = []
+        for item in items:
+            try:
+                request, extra = self._request(kind, item)
+            except (AudioError, TextError) as error:
+                log.warning("%s %s: %s", name, item.id, error)
+                request, extra = None, {"error": str(error)}
+            requests.append(request)
+            extras.append(extra)
+        valid = [request for request in requests if request is not None]
+        results = iter(self.pipeline.generate(valid, seed=seed, batch_size=self.config.batch_size))
+        records = []
+        for item, request, extra in zip(items, requests, extras):
+            if request is None:
+                records.append(self._record(item, **extra))
+                continue
+            result = next(results)
+            records.append(self._save(item, result.wav, stop_reason=result.stop_reason, **extra))
+        return records
+
+    def _request(self, kind: str, item: TaskItem) -> tuple[SynthesisRequest, dict[str, Any]]:
+        from speechkit.audio.io import load_audio
+
+        pipeline = self.pipeline
+        wav, rate = load_audio(item.prompt_wav)
+        if kind in ("zero_shot", "cross_lingual"):
+            prompt = pipeline.make_voice_prompt(wav, rate, item.prompt_text, item.source_lang)
+            accent = item.lid if item.lid != item.lang else None
+            return pipeline.text_request(item.text, prompt, item.lang, accent), {}
+        oracle = kind == "s2st_oracle"
+        request, info = pipeline.speech_request(
+            wav, rate, item.lang, source_lang=item.source_lang if oracle else None,
+            source_text=item.source_text if oracle else None, target_text=item.text if oracle else None,
+        )
+        return request, {"source_phones": " ".join(info["source_phones"]),
+                         "target_phones": " ".join(info["target_phones"]),
+                         "recognized_source_lang": info["source_lang"]}
+
+    def _resynthesize(self, item: TaskItem) -> dict[str, Any]:
+        from speechkit.audio.io import load_audio
+
+        wav, rate = load_audio(item.reference_wav)
+        codes = self.pipeline.encode_audio(wav, rate, item.reference_wav)
+        speech = self.pipeline.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
+        return self._save(item, speech, stop_reason="resynth")
+
+    def _save(self, item: TaskItem, wav: Any, **extra: Any) -> dict[str, Any]:
+        from speechkit.audio.io import save_audio
+
+        if len(wav) == 0:
+            return self._record(item, error="no audio: the AR model ended at once", **extra)
+        path = self.out_dir / "wav" / f"{item.id}.wav"
+        save_audio(path, wav, self.pipeline.sample_rate)
+        return self._record(item, wav=str(path), seconds=round(len(wav) / self.pipeline.sample_rate, 3), **extra)
+
+    @staticmethod
+    def _record(item: TaskItem, wav: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {**item.as_record(), "wav": wav, "seconds": extra.pop("seconds", None),
+                "stop_reason": extra.pop("stop_reason", None), "error": extra.pop("error", None), **extra}
+
+
+def _json_or_empty(line: str) -> dict[str, Any]:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path, exp: Path,
+              tasks: Sequence[str] | None = None) -> dict[str, Path]:
+    """Assemble the pack and run ``tasks`` (default ``infer.tasks``) -> task name -> items.jsonl."""
+    from speechkit.data.datadir import DataDir
+
+    names = list(tasks or infer.tasks)
+    for name in names:
+        task_spec(name)
+    pack_dir, pack_key = ensure_pipeline_pack(as_plain_dict(config["frontend"]), dump, exp)
+    test = DataDir.load(data / infer.test_set)
+    pipeline: VallexPipeline | None = None
+    outputs: dict[str, Path] = {}
+    settings = {k: v for k, v in dataclasses.asdict(infer).items() if k != "tasks"}
+    for name in names:
+        out_dir = exp / "infer" / name
+        items = build_items(name, test, infer.max_items, infer.num_other_speakers)
+        if not items:
+            log.warning("%s: the test set has no items for this task; skipped", name)
+            continue
+        key = fingerprint(name, settings, pack_key, [(i.id, i.prompt_utt, i.text) for i in items])
+        marker = StageMarker(out_dir, "items", key)
+        if marker.is_done():
+            log.info("%s: done already (%s)", name, out_dir / ITEMS_FILE)
+            outputs[name] = out_dir / ITEMS_FILE
+            continue
+        pipeline = pipeline or VallexPipeline.load(pack_dir, infer.synthesis_options())
+        if task_spec(name).needs_st and pipeline.st_frontend is None:
+            log.warning("%s: skipped, the pipeline pack has no ST frontend (run stage 6)", name)
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = TaskRunner(pipeline, infer, out_dir).run(name, items, key)
+        failed = sum(record["wav"] is None for record in records)
+        marker.mark_done(items=len(records), failed=failed)
+        log.info("%s: %d items (%d failed) -> %s", name, len(records), failed, out_dir / ITEMS_FILE)
+        outputs[name] = out_dir / ITEMS_FILE
+    return outputs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m speechkit.bin.infer``."""
+    parser = stage_parser("Stage 7: assemble the VALL-E X pack and synthesise the evaluation tasks.")
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--dump", type=Path, default=Path("dump"))
+    parser.add_argument("--exp", type=Path, default=Path("exp"))
+    parser.add_argument("--tasks", nargs="+", help="run only these tasks (default: infer.tasks)")
+    args = parser.parse_args(argv)
+    config = load_stage_config(args)
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(config, resolve=True))
+        return 0
+    require_sections(config, ["frontend", "infer"], args.config)
+    infer = validate_options(InferConfig, config.infer, where="infer")
+    outputs = run_stage(config, infer, args.data, args.dump, args.exp, args.tasks)
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main))

@@ -1,0 +1,482 @@
+"""VALL-E X inference: zero-shot and cross-lingual TTS, and speech-to-speech translation.
+
+One :class:`VallexPipeline` holds the text frontend, the phone table, the codec, the AR and NAR
+codec LMs and (optionally) the speech recognition & translation frontend, all loaded from one
+pipeline pack (:func:`speechkit.infer.pipeline_pack.assemble_pipeline_pack`)::
+
+    pipeline = VallexPipeline.load("exp/vallex_pack")
+    prompt = pipeline.make_voice_prompt(wav, 16000, "昨天是星期日。")     # zh prompt
+    [english] = pipeline.synthesize("Yesterday was Sunday.", prompt)      # en speech, same voice
+    speech, info = pipeline.s2st(wav, 16000, target_lang="en")             # S2ST
+
+Synthesis follows the paper: the phone sequence is <prompt transcript ; target text>, the AR LM
+continues the prompt's level-1 codes until its end token (KV-cached, many requests per batch,
+each stopping on its own), the NAR LM fills levels 2..L greedily from the target phones and the
+whole prompt, and the codec decodes. The AR's language ID is the target text's language unless
+``accent`` overrides it (the paper's accent control).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from speechkit.audio.io import resample_audio
+from speechkit.data.collate import pad_sequences
+from speechkit.errors import AudioError, ConfigError, DataError, TextError
+from speechkit.infer.text_split import join_with_pauses, split_sentences
+from speechkit.infer.voice_prompt import VoicePrompt
+from speechkit.interfaces.codec import Codec
+from speechkit.interfaces.frontend import BOUNDARY, Frontend
+from speechkit.interfaces.lm import ARLanguageModel, NARLanguageModel
+from speechkit.interfaces.st import STFrontend
+from speechkit.text.languages import LANGUAGES, NEUTRAL, language_id, token_language, token_language_ids
+from speechkit.text.phone_table import PhoneTable
+
+log = logging.getLogger("speechkit.infer")
+#: Waveforms whose peak is below this are treated as silence (nothing to clone).
+SILENCE_PEAK = 1e-4
+
+
+@dataclasses.dataclass
+class SynthesisOptions:
+    """Pipeline options that are not model weights.
+
+    Attributes:
+        max_prompt_seconds: longer prompts keep their first this-many seconds (0 = no limit);
+            the transcript should then describe only that part.
+        min_prompt_seconds: shorter prompt audio is an error (too little voice to clone).
+        min_output_seconds: a shorter AR output is no speech (and too short for some codecs'
+            decoders): the result is empty, with stop reason ``empty``.
+        sentence_pause_ms: silence between the sentences of a long text.
+        max_sentence_chars: longer sentences are split at clause punctuation (0 = never).
+        batch_size: requests decoded together.
+        temperature, top_k, top_p: AR sampling (None: the AR model's config); temperature 0 or
+            top_k 1 is greedy.
+        seed: seeds AR sampling (None: not seeded).
+    """
+
+    max_prompt_seconds: float = 10.0
+    min_prompt_seconds: float = 0.2
+    min_output_seconds: float = 0.1
+    sentence_pause_ms: float = 200.0
+    max_sentence_chars: int = 200
+    batch_size: int = 8
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = 0
+
+
+@dataclasses.dataclass
+class SynthesisRequest:
+    """One sentence to speak: the voice prompt, the target phones and the languages.
+
+    ``lang`` is the language of the target text; ``lid`` the language ID given to the AR
+    (``lang`` unless an accent override).
+    """
+
+    prompt: VoicePrompt
+    phones: list[str]
+    lang: str
+    lid: str
+
+
+@dataclasses.dataclass
+class SynthesisResult:
+    """Output of one request: wav float32[S] at the codec rate, codes LongTensor[L, T], and
+    why the AR stopped (``eos``, ``max_length``, ``loop`` or ``empty``)."""
+
+    wav: np.ndarray
+    codes: torch.Tensor
+    stop_reason: str
+    request: SynthesisRequest
+
+
+class VallexPipeline:
+    """Text/speech -> speech in a prompt speaker's voice (see the module docstring).
+
+    Args:
+        frontend: text -> phones; phone_table: the token ids the LMs were trained with;
+        codec, ar_lm, nar_lm: built and loaded components; st_frontend: optional, for S2ST;
+        options: :class:`SynthesisOptions`.
+    """
+
+    def __init__(
+        self,
+        frontend: Frontend,
+        phone_table: PhoneTable,
+        codec: Codec,
+        ar_lm: ARLanguageModel,
+        nar_lm: NARLanguageModel,
+        st_frontend: STFrontend | None = None,
+        options: SynthesisOptions | None = None,
+    ) -> None:
+        self.frontend, self.phone_table, self.codec = frontend, phone_table, codec
+        self.ar_lm, self.nar_lm, self.st_frontend = ar_lm, nar_lm, st_frontend
+        self.options = options or SynthesisOptions()
+        self.device = _device_of(ar_lm)
+
+    @classmethod
+    def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,
+             device: str | torch.device = "cpu") -> "VallexPipeline":
+        """Load every component of a pipeline pack (see :func:`assemble_pipeline_pack`).
+
+        Raises:
+            DataError: not a pipeline pack (no ``tokens.txt``, missing components).
+            PluginError: a component's plugin is not installed.
+        """
+        from speechkit.infer.pipeline_pack import TOKENS_FILE, REQUIRED_KINDS
+        from speechkit.pack import load_pack, read_manifest
+
+        pack_dir = Path(pack_dir)
+        kinds = list(read_manifest(pack_dir)["components"])
+        missing = [kind for kind in REQUIRED_KINDS if kind not in kinds]
+        if missing:
+            raise DataError(f"{pack_dir} is not a VALL-E X pipeline pack: it lacks {missing}. "
+                            "Build one with stage 7 (python -m speechkit.bin.infer) or assemble_pipeline_pack.")
+        table = PhoneTable.load(pack_dir / TOKENS_FILE)
+        pack = load_pack(pack_dir, device=device)
+        return cls(pack["frontend"], table, pack["codec"], pack["ar_lm"], pack["nar_lm"],
+                   pack.components.get("st_frontend"), options)
+
+    # -- languages and phones ------------------------------------------------------------------
+    def check_language(self, lang: str, what: str = "language") -> str:
+        """``lang`` if the frontend and the LMs support it.
+
+        Raises:
+            ConfigError: unsupported language (names the supported ones).
+        """
+        supported = [code for code in self.frontend.languages if LANGUAGES.get(code, 10**6) < self.ar_lm.num_languages]
+        if lang not in supported:
+            raise ConfigError(f"Unsupported {what} {lang!r}; this pipeline speaks {supported}.")
+        return lang
+
+    def phonemize(self, text: str, lang: str | None = None) -> tuple[list[str], str]:
+        """Text -> (phone-table tokens, language). ``lang=None``: detected (the language with
+        the most phones; code-switched text keeps each run's own phones).
+
+        Raises:
+            TextError: empty or unpronounceable text; ConfigError: unsupported ``lang``.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise TextError("Empty text: give at least one word to synthesise.")
+        if lang is not None:
+            self.check_language(lang)
+        tokens = [phone.token for phone in self.frontend.phonemize(text, lang)]
+        detected = dominant_language(tokens)
+        if detected is None:
+            raise TextError(f"Nothing pronounceable in {text!r} (only pauses/punctuation).")
+        unknown = self.phone_table.unknown(tokens)
+        if unknown:
+            log.warning("phones %s of %r are not in the phone table; they become <unk>", unknown, text)
+        return tokens, lang or self.check_language(detected, "detected language")
+
+    # -- voice prompts -------------------------------------------------------------------------
+    def encode_audio(self, wav: np.ndarray | torch.Tensor, sample_rate: int, what: str = "audio") -> torch.Tensor:
+        """Mono audio at ``sample_rate`` -> codes LongTensor[L, T] (resampled to the codec rate).
+
+        Raises:
+            AudioError: not 1-D, empty, non-finite, silent, or shorter than ``min_prompt_seconds``.
+        """
+        samples = _check_wav(wav, sample_rate, what, self.options.min_prompt_seconds)
+        samples = resample_audio(samples, int(sample_rate), int(self.codec.sample_rate))
+        codes = self.codec.encode(torch.from_numpy(np.ascontiguousarray(samples)))
+        assert codes.dim() == 2 and codes.shape[0] == self.codec.num_quantizers, tuple(codes.shape)
+        return codes.long()
+
+    def make_voice_prompt(self, wav: np.ndarray | torch.Tensor, sample_rate: int, text: str,
+                          lang: str | None = None) -> VoicePrompt:
+        """A speaker's utterance and its transcript -> :class:`VoicePrompt` (reusable, savable).
+
+        wav: float[S] mono at ``sample_rate``; the prompt keeps at most ``max_prompt_seconds``.
+        """
+        tokens, lang = self.phonemize(text, lang)
+        return self.prompt_from_phones(wav, sample_rate, tokens, lang, text)
+
+    def prompt_from_phones(self, wav: np.ndarray | torch.Tensor, sample_rate: int, phones: Sequence[str],
+                           lang: str, text: str = "") -> VoicePrompt:
+        """Like :meth:`make_voice_prompt` with the transcript already as phone tokens (S2ST)."""
+        samples = _check_wav(wav, sample_rate, "prompt audio", self.options.min_prompt_seconds)
+        limit = self.options.max_prompt_seconds
+        if limit > 0 and len(samples) > limit * sample_rate:
+            log.warning("prompt audio is %.1f s; keeping its first %.1f s (max_prompt_seconds)",
+                        len(samples) / sample_rate, limit)
+            samples = samples[: int(limit * sample_rate)]
+        codes = self.encode_audio(samples, sample_rate, "prompt audio")
+        return VoicePrompt(codes=codes, phones=list(phones) or [BOUNDARY], lang=lang, text=text,
+                           codec=self.codec.registered_name, frame_rate=float(self.codec.frame_rate))
+
+    def check_prompt(self, prompt: VoicePrompt) -> VoicePrompt:
+        """``prompt`` if it fits this pipeline's codec (levels and code range).
+
+        Raises:
+            DataError: the prompt was made with another codec or layout.
+        """
+        levels, size = self.codec.num_quantizers, self.codec.codebook_size
+        if prompt.codec and prompt.codec != self.codec.registered_name:
+            raise DataError(f"Voice prompt was made with codec {prompt.codec!r}; this pipeline uses "
+                            f"{self.codec.registered_name!r}. Re-create the prompt from its audio.")
+        if prompt.codes.shape[0] != levels or int(prompt.codes.min()) < 0 or int(prompt.codes.max()) >= size:
+            raise DataError(f"Voice prompt codes {tuple(prompt.codes.shape)} do not fit this codec "
+                            f"({levels} levels of {size} codes). Re-create the prompt from its audio.")
+        return prompt
+
+    # -- text to speech ------------------------------------------------------------------------
+    def text_request(self, text: str, prompt: VoicePrompt, lang: str | None = None,
+                     accent: str | None = None) -> SynthesisRequest:
+        """One sentence -> :class:`SynthesisRequest` (language detected unless given)."""
+        tokens, lang = self.phonemize(text, lang)
+        lid = self.check_language(accent, "accent") if accent is not None else lang
+        return SynthesisRequest(self.check_prompt(prompt), tokens, lang, lid)
+
+    def synthesize(
+        self,
+        texts: str | Sequence[str],
+        prompt: VoicePrompt,
+        *,
+        lang: str | None = None,
+        accent: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[np.ndarray]:
+        """Speak each text in the prompt's voice -> one float32[S] waveform per text.
+
+        Long texts are split into sentences, all sentences of all texts are decoded in batches
+        with the same prompt, and each text's sentences are joined with short pauses.
+        Sampling arguments default to :attr:`options` (then to the AR model's config).
+
+        Raises:
+            TextError: an empty text; ConfigError: unsupported ``lang``/``accent``.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            raise TextError("No text given: pass at least one text to synthesise.")
+        owners: list[int] = []
+        requests: list[SynthesisRequest] = []
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise TextError(f"Text {index} is empty: give at least one word to synthesise.")
+            for sentence in split_sentences(text, self.options.max_sentence_chars):
+                requests.append(self.text_request(sentence, prompt, lang, accent))
+                owners.append(index)
+        results = self.generate(requests, temperature=temperature, top_k=top_k, top_p=top_p,
+                                seed=seed, batch_size=batch_size)
+        return [
+            join_with_pauses([r.wav for r, owner in zip(results, owners) if owner == index],
+                             self.sample_rate, self.options.sentence_pause_ms)
+            for index in range(len(texts))
+        ]
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of every waveform the pipeline returns (the codec's)."""
+        return int(self.codec.sample_rate)
+
+    # -- the batched engine --------------------------------------------------------------------
+    def generate(
+        self,
+        requests: Sequence[SynthesisRequest],
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> list[SynthesisResult]:
+        """Decode ``requests`` in batches (longest first, so padding stays small) -> results in
+        the order of ``requests``. Greedy results do not depend on ``batch_size``."""
+        opts = self.options
+        batch_size = batch_size or opts.batch_size
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        sampling = {
+            "temperature": opts.temperature if temperature is None else temperature,
+            "top_k": opts.top_k if top_k is None else top_k,
+            "top_p": opts.top_p if top_p is None else top_p,
+        }
+        seed = opts.seed if seed is None else seed
+        generator = torch.Generator(device=self.device).manual_seed(int(seed)) if seed is not None else None
+        order = sorted(range(len(requests)),
+                       key=lambda i: -(len(requests[i].prompt.phones) + len(requests[i].phones) + requests[i].prompt.num_frames))
+        results: list[SynthesisResult | None] = [None] * len(requests)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            for index, result in zip(chunk, self._generate_batch([requests[i] for i in chunk], sampling, generator)):
+                results[index] = result
+        return [result for result in results if result is not None]
+
+    @torch.no_grad()
+    def _generate_batch(self, requests: list[SynthesisRequest], sampling: dict[str, Any],
+                        generator: torch.Generator | None) -> list[SynthesisResult]:
+        """AR -> NAR -> codec for one batch of B requests."""
+        device, table = self.device, self.phone_table
+        full = [req.prompt.phones + req.phones for req in requests]
+        phones, phone_lens = pad_sequences([torch.tensor(table.encode(tokens)) for tokens in full])
+        phone_langs, _ = pad_sequences([torch.tensor(token_language_ids(tokens)) for tokens in full])
+        prompts = [req.prompt.codes for req in requests]  # each LongTensor[L, Tp]
+        prompt_level1, prompt_lens = pad_sequences([codes[0] for codes in prompts])  # [B, Tp]
+        target_langs = torch.tensor([language_id(req.lid) for req in requests])
+        num_target = torch.tensor([len(req.phones) for req in requests])
+        generation = self.ar_lm.generate_batch(
+            phones.to(device), phone_lens.to(device), phone_langs.to(device), prompt_level1.to(device),
+            prompt_lens.to(device), target_langs.to(device), num_target_phones=num_target.to(device),
+            generator=generator, **sampling,
+        )
+        level1 = [codes.cpu() for codes in generation.codes]
+        min_frames = max(2, math.ceil(self.options.min_output_seconds * self.codec.frame_rate))
+        nonempty = [row for row, codes in enumerate(level1) if codes.numel() >= min_frames]
+        all_levels: dict[int, torch.Tensor] = {}
+        if nonempty:
+            filled = self._fill_levels([requests[row] for row in nonempty], [level1[row] for row in nonempty])
+            all_levels = dict(zip(nonempty, filled))
+        results = []
+        for row, request in enumerate(requests):
+            if row not in all_levels:
+                log.warning("the AR model stopped after %d frame(s) for %d target phones; no audio returned",
+                            level1[row].numel(), len(request.phones))
+                empty = torch.zeros(self.codec.num_quantizers, 0, dtype=torch.long)
+                results.append(SynthesisResult(np.zeros(0, dtype=np.float32), empty, "empty", request))
+                continue
+            codes = all_levels[row]
+            wav = self.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
+            results.append(SynthesisResult(wav, codes, generation.stop_reasons[row], request))
+        return results
+
+    def _fill_levels(self, requests: list[SynthesisRequest], level1: list[torch.Tensor]) -> list[torch.Tensor]:
+        """NAR levels 2..L for B requests (level1: LongTensor[T_b] each) -> LongTensor[L, T_b] each."""
+        device, table = self.device, self.phone_table
+        phones, phone_lens = pad_sequences([torch.tensor(table.encode(req.phones)) for req in requests])
+        phone_langs, _ = pad_sequences([torch.tensor(token_language_ids(req.phones)) for req in requests])
+        prompt_codes, prompt_lens = pad_sequences([req.prompt.codes for req in requests])  # [B, L, Tp]
+        codes, code_lens = pad_sequences(level1)  # [B, T]
+        filled = self.nar_lm.generate_batch(
+            phones.to(device), phone_lens.to(device), phone_langs.to(device), prompt_codes.to(device),
+            prompt_lens.to(device), codes.to(device), code_lens.to(device),
+        )
+        assert filled.shape[:2] == (len(requests), self.codec.num_quantizers), tuple(filled.shape)
+        return [filled[row, :, : int(code_lens[row])].cpu() for row in range(len(requests))]
+
+    # -- speech to speech translation ----------------------------------------------------------
+    def speech_request(
+        self,
+        wav: np.ndarray | torch.Tensor,
+        sample_rate: int,
+        target_lang: str | None = None,
+        *,
+        source_text: str | None = None,
+        target_text: str | None = None,
+        source_lang: str | None = None,
+    ) -> tuple[SynthesisRequest, dict[str, Any]]:
+        """Source speech -> the request that speaks its translation in the same voice.
+
+        Without texts, the ST frontend recognises the source phones (the prompt transcript) and
+        translates them into ``target_lang`` (default: the other language). With ``source_text``
+        and ``target_text`` (the oracle path) the frontend phonemises them instead. The whole
+        source utterance is the voice prompt (up to ``max_prompt_seconds``).
+
+        Returns:
+            (request, info) with ``source_lang``, ``target_lang``, ``source_phones``,
+            ``target_phones`` and ``oracle``.
+        """
+        oracle = source_text is not None or target_text is not None
+        if oracle and (source_text is None or target_text is None):
+            raise TextError("The oracle S2ST path needs both source_text and target_text.")
+        if target_lang is not None:
+            self.check_language(target_lang, "target language")
+        if oracle:
+            source_phones, source_lang = self.phonemize(source_text, source_lang)  # type: ignore[arg-type]
+            target_lang = target_lang or self._other_language(source_lang)
+            target_phones, _ = self.phonemize(target_text, target_lang)  # type: ignore[arg-type]
+        else:
+            if self.st_frontend is None:
+                raise ConfigError("This pipeline pack has no st_frontend, so S2ST needs source_text and "
+                                  "target_text (the oracle path); train stage 6 and re-assemble the pack.")
+            samples = _check_wav(wav, sample_rate, "source speech", self.options.min_prompt_seconds)
+            tensor = torch.from_numpy(samples)
+            source_phones = [phone.token for phone in self.st_frontend.recognize(tensor, int(sample_rate))]
+            detected = dominant_language(source_phones)
+            source_lang = source_lang or detected or (self._other_language(target_lang) if target_lang else None)
+            if source_lang is None:
+                raise TextError("The ST frontend recognised no phones in the source speech; give target_lang.")
+            target_lang = target_lang or self._other_language(source_lang)
+            target_phones = [phone.token for phone in self.st_frontend.translate(tensor, int(sample_rate), target_lang)]
+            if dominant_language(target_phones) is None:
+                raise TextError(f"The ST frontend produced no {target_lang} phones for the source speech.")
+        prompt = self.prompt_from_phones(wav, sample_rate, source_phones, source_lang, source_text or "")
+        info = {"source_lang": source_lang, "target_lang": target_lang, "source_phones": source_phones,
+                "target_phones": target_phones, "oracle": oracle}
+        return SynthesisRequest(prompt, target_phones, target_lang, target_lang), info
+
+    def s2st(
+        self,
+        wav: np.ndarray | torch.Tensor,
+        sample_rate: int,
+        target_lang: str | None = None,
+        *,
+        source_text: str | None = None,
+        target_text: str | None = None,
+        source_lang: str | None = None,
+        **sampling: Any,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Translate speech into ``target_lang`` speech in the source speaker's voice.
+
+        ``sampling``: ``temperature``, ``top_k``, ``top_p``, ``seed`` as in :meth:`synthesize`.
+        Returns (wav float32[S] at :attr:`sample_rate`, info from :meth:`speech_request` plus
+        ``stop_reason``).
+        """
+        request, info = self.speech_request(wav, sample_rate, target_lang, source_text=source_text,
+                                            target_text=target_text, source_lang=source_lang)
+        [result] = self.generate([request], **sampling)
+        return result.wav, {**info, "stop_reason": result.stop_reason}
+
+    def _other_language(self, lang: str) -> str:
+        others = [code for code in self.frontend.languages if code != lang]
+        if len(others) != 1:
+            raise ConfigError(f"Cannot pick the other language of {lang!r} among {list(self.frontend.languages)}; "
+                              "give the target language.")
+        return self.check_language(others[0], "target language")
+
+
+def dominant_language(tokens: Sequence[str]) -> str | None:
+    """The language with the most phones among ``tokens`` (``None`` if only boundaries)."""
+    counts = Counter(token_language(token) for token in tokens)
+    counts.pop(NEUTRAL, None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _check_wav(wav: np.ndarray | torch.Tensor, sample_rate: int, what: str, min_seconds: float) -> np.ndarray:
+    """float32[S] copy of a mono waveform, or :class:`AudioError` naming the problem."""
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise AudioError(f"{what}: sample_rate must be a positive int, got {sample_rate!r}.")
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    samples = np.asarray(wav, dtype=np.float32)
+    if samples.ndim != 1:
+        raise AudioError(f"{what} must be mono float[S], got shape {samples.shape}; mix the channels down first.")
+    if samples.size == 0:
+        raise AudioError(f"{what} is empty (0 samples).")
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{what} contains NaN or infinite samples.")
+    if samples.size < min_seconds * sample_rate:
+        raise AudioError(f"{what} is {samples.size / sample_rate:.2f} s long; at least {min_seconds} s is needed.")
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        raise AudioError(f"{what} is silent (peak below {SILENCE_PEAK}); there is no voice to use.")
+    return samples
+
+
+def _device_of(model: Any) -> torch.device:
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        for parameter in parameters():
+            return parameter.device
+    return torch.device("cpu")

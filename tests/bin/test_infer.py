@@ -1,0 +1,110 @@
+"""Stage 7 on a tiny recipe dir: pack assembly, every task's items.jsonl, idempotence, no-ST runs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechkit.audio.io import save_audio
+from speechkit.bin import infer
+from speechkit.data.datadir import DataDir
+from speechkit.infer.tasks import TASKS
+from speechkit.infer.tiny import build_tiny_parts, synthetic_voice
+from speechkit.pack import read_manifest
+
+TEXT = {("p1", "en"): "Yesterday was Sunday.", ("p1", "zh"): "昨天是星期日。",
+        ("p2", "en"): "She is a teacher.", ("p2", "zh"): "她是老师。"}
+FIELDS = {"id", "task", "speaker", "lang", "text", "source_text", "prompt_utt", "prompt_wav", "reference_wav",
+          "other_speaker_wavs", "pair", "lid", "wav", "stop_reason", "error"}
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/test (2 speakers x 2 pairs x 2 languages), dump/tokens.txt, exp/{codec,ar,nar,st}, conf."""
+    root = tmp_path_factory.mktemp("recipe")
+    parts = build_tiny_parts(root / "parts")
+    for source, target in ((parts.codec_dir, "exp/codec"), (parts.ar_pack, "exp/ar/pack"),
+                           (parts.nar_pack, "exp/nar/pack"), (parts.st_pack, "exp/st/pack"),
+                           (parts.tokens, "dump/tokens.txt")):
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), root / target)
+    utts = {f"{spk}-{pair}-{lang}": (spk, pair, lang) for spk in ("spkA", "spkB") for (pair, lang) in TEXT}
+    for index, utt in enumerate(sorted(utts)):
+        save_audio(root / "wav" / f"{utt}.wav", synthetic_voice(0.6, 110 + 15 * index, seed=index).numpy(), 16000)
+    DataDir(root / "data" / "test", {utt: str(root / "wav" / f"{utt}.wav") for utt in utts},
+            {utt: TEXT[(pair, lang)] for utt, (_, pair, lang) in utts.items()},
+            {utt: spk for utt, (spk, _, _) in utts.items()}, {utt: lang for utt, (_, _, lang) in utts.items()},
+            {"utt2pair": {utt: pair for utt, (_, pair, _) in utts.items()},
+             "translation": {utt: TEXT[(pair, "zh" if lang == "en" else "en")] for utt, (_, pair, lang) in utts.items()}},
+            ).save()
+    (root / "conf.yaml").write_text(
+        "frontend: {name: multilingual, languages: {en: {name: g2p_en}, zh: {name: pypinyin}}}\n"
+        "infer: {max_items: 2, num_other_speakers: 1, batch_size: 2}\n"  # sampled: greedy random weights loop
+    )
+    return root
+
+
+def run(recipe: Path, *extra: str) -> int:
+    return infer.main(["--config", str(recipe / "conf.yaml"), "--data", str(recipe / "data"),
+                       "--dump", str(recipe / "dump"), "--exp", str(recipe / "exp"), *extra])
+
+
+def read_items(recipe: Path, task: str) -> list[dict]:
+    lines = (recipe / "exp" / "infer" / task / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_stage7_writes_every_task_and_is_idempotent(recipe: Path) -> None:
+    assert run(recipe) == 0
+    assert (recipe / "exp" / "vallex_pack" / "tokens.txt").is_file()
+    for task in TASKS:
+        items = read_items(recipe, task)
+        assert len(items) == 2 and {item["speaker"] for item in items} == {"spkA", "spkB"}, task
+        for item in items:
+            assert FIELDS <= set(item) and item["task"] == task
+            assert Path(item["reference_wav"]).is_file() and Path(item["prompt_wav"]).is_file()
+            assert len(item["other_speaker_wavs"]) == 1 and item["speaker"] not in item["other_speaker_wavs"][0]
+            assert item["wav"] is None or Path(item["wav"]).is_file()
+            assert item["wav"] is not None or item["error"]
+        if task.startswith(("xl_", "zs_", "resynth")):
+            assert all(item["wav"] and "/exp/infer/" in item["wav"] for item in items), task
+    assert all(item["wav"] == item["reference_wav"] for item in read_items(recipe, "ground_truth"))
+    nolid = read_items(recipe, "xl_zh2en_nolid")
+    assert all((item["lang"], item["lid"]) == ("en", "zh") for item in nolid)
+    assert all(item["target_phones"].startswith("en:") for item in read_items(recipe, "s2st_oracle_zh2en"))
+    stamps = {task: (recipe / "exp" / "infer" / task / "items.jsonl").stat().st_mtime_ns for task in TASKS}
+    assert run(recipe) == 0  # a second run finds everything done
+    assert stamps == {task: (recipe / "exp" / "infer" / task / "items.jsonl").stat().st_mtime_ns for task in TASKS}
+
+
+def test_an_interrupted_task_resumes_after_its_finished_items(recipe: Path) -> None:
+    task_dir = recipe / "exp" / "infer" / "zs_en"
+    assert run(recipe, "--tasks", "zs_en") == 0
+    first = read_items(recipe, "zs_en")
+    key = json.loads((task_dir / ".done.items").read_text())["key"]
+    (task_dir / ".done.items").unlink()
+    (task_dir / "items.jsonl").unlink()
+    (task_dir / "progress.jsonl").write_text(json.dumps({"key": key}) + "\n"
+                                             + json.dumps({**first[0], "stop_reason": "kept"}) + "\n" + '{"id": "cut')
+    assert run(recipe, "--tasks", "zs_en") == 0
+    again = read_items(recipe, "zs_en")
+    assert again[0]["stop_reason"] == "kept" and again[1] == first[1]
+    assert not (task_dir / "progress.jsonl").exists()
+
+
+def test_without_st_pack_s2st_from_speech_is_skipped(recipe: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shutil.move(str(recipe / "exp" / "st"), recipe / "st.away")
+    try:
+        with caplog.at_level("WARNING"):
+            assert run(recipe, "--tasks", "s2st_zh2en", "s2st_oracle_zh2en") == 0
+        assert "no ST frontend" in caplog.text
+        assert "st_frontend" not in read_manifest(recipe / "exp" / "vallex_pack")["components"]
+        assert read_items(recipe, "s2st_oracle_zh2en")
+    finally:
+        shutil.move(str(recipe / "st.away"), recipe / "exp" / "st")
+
+
+def test_unknown_task_fails_before_any_work(recipe: Path) -> None:
+    assert infer.run_main(infer.main, ["--config", str(recipe / "conf.yaml"), "--tasks", "zs_fr"]) == 2

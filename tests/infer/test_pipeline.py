@@ -1,0 +1,138 @@
+"""VallexPipeline on tiny random weights: shapes, batching, languages, accent, long text, S2ST, errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechkit.errors import AudioError, ConfigError, TextError
+from speechkit.infer import VallexPipeline, VoicePrompt, assemble_pipeline_pack
+from speechkit.infer.tiny import synthetic_voice
+from speechkit.text.languages import language_id
+
+TEXTS = ["Yesterday was Sunday.", "Good.", "我很好。", "She is a young teacher, and she likes tea."]
+
+
+def test_synthesize_returns_one_waveform_per_text(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    wavs = pipeline.synthesize(TEXTS[:2], zh_prompt)
+    assert len(wavs) == 2
+    for wav in wavs:
+        assert wav.dtype == np.float32 and wav.ndim == 1 and wav.size > 0 and np.all(np.isfinite(wav))
+    assert pipeline.sample_rate == 16000
+
+
+def test_batched_greedy_equals_one_at_a_time(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    en_prompt = pipeline.make_voice_prompt(synthetic_voice(0.7, 200, seed=3).numpy(), 16000, "Hello.")
+    requests = [pipeline.text_request(text, prompt) for text in TEXTS for prompt in (zh_prompt, en_prompt)]
+    batched = pipeline.generate(requests, batch_size=8)
+    single = [pipeline.generate([request], batch_size=1)[0] for request in requests]
+    assert len({tuple(result.codes.shape) for result in batched}) > 1  # padding was exercised
+    for one, many in zip(single, batched):
+        assert torch.equal(one.codes, many.codes) and one.stop_reason == many.stop_reason
+        assert np.allclose(one.wav, many.wav, atol=1e-5)
+
+
+def test_language_is_detected_and_code_switching_keeps_both(pipeline: VallexPipeline) -> None:
+    assert pipeline.phonemize("Yesterday was Sunday.")[1] == "en"
+    assert pipeline.phonemize("昨天是星期日。")[1] == "zh"
+    tokens, lang = pipeline.phonemize("我今天用 iPhone 打电话")
+    assert lang == "zh" and {token.split(":")[0] for token in tokens} >= {"zh", "en"}
+
+
+def spy_target_langs(pipeline: VallexPipeline, monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    seen: list[list[int]] = []
+    original = pipeline.ar_lm.generate_batch
+
+    def spy(*args, **kwargs):
+        seen.append(args[5].tolist())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.ar_lm, "generate_batch", spy)
+    return seen
+
+
+def test_accent_overrides_the_language_id_given_to_the_ar(pipeline: VallexPipeline, zh_prompt: VoicePrompt,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = spy_target_langs(pipeline, monkeypatch)
+    pipeline.synthesize("Good morning.", zh_prompt)
+    pipeline.synthesize("Good morning.", zh_prompt, accent="zh")
+    assert seen == [[language_id("en")], [language_id("zh")]]
+
+
+def test_long_text_is_split_batched_and_joined_with_pauses(pipeline: VallexPipeline, zh_prompt: VoicePrompt,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = spy_target_langs(pipeline, monkeypatch)
+    sentences = ["Yesterday was Sunday.", "我很好。", "Good."]
+    [joined] = pipeline.synthesize(" ".join(sentences), zh_prompt, batch_size=8)
+    assert len(seen) == 1 and sorted(seen[0]) == [1, 1, 2]  # one batch, per-sentence language IDs
+    parts = [pipeline.synthesize(sentence, zh_prompt)[0] for sentence in sentences]
+    pause = int(pipeline.options.sentence_pause_ms * pipeline.sample_rate / 1000)
+    assert joined.shape == (sum(part.size for part in parts) + 2 * pause,)
+    assert np.allclose(joined[: parts[0].size], parts[0], atol=1e-5)
+    assert np.all(joined[parts[0].size : parts[0].size + pause] == 0)
+
+
+def test_sampling_is_seeded(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    first = pipeline.synthesize(TEXTS[0], zh_prompt, temperature=1.0, seed=5)[0]
+    again = pipeline.synthesize(TEXTS[0], zh_prompt, temperature=1.0, seed=5)[0]
+    assert np.array_equal(first, again)
+
+
+def test_clear_errors_for_bad_text_audio_and_languages(pipeline: VallexPipeline, zh_prompt: VoicePrompt,
+                                                       prompt_wav: np.ndarray) -> None:
+    with pytest.raises(TextError, match="empty"):
+        pipeline.synthesize(["Hello.", "  "], zh_prompt)
+    with pytest.raises(TextError, match="Empty"):
+        pipeline.make_voice_prompt(prompt_wav, 16000, "")
+    with pytest.raises(TextError, match="No text"):
+        pipeline.synthesize([], zh_prompt)
+    with pytest.raises(ConfigError, match="'fr'"):
+        pipeline.synthesize("Bonjour.", zh_prompt, lang="fr")
+    with pytest.raises(ConfigError, match="accent 'de'"):
+        pipeline.synthesize("Hello.", zh_prompt, accent="de")
+    with pytest.raises(AudioError, match="mono"):
+        pipeline.make_voice_prompt(np.stack([prompt_wav, prompt_wav]), 16000, "你好")
+    with pytest.raises(AudioError, match="silent"):
+        pipeline.make_voice_prompt(np.zeros(16000, dtype=np.float32), 16000, "你好")
+    with pytest.raises(AudioError, match="NaN"):
+        pipeline.make_voice_prompt(np.full(16000, np.nan, dtype=np.float32), 16000, "你好")
+    with pytest.raises(AudioError, match="at least"):
+        pipeline.make_voice_prompt(prompt_wav[:800], 16000, "你好")
+    with pytest.raises(AudioError, match="sample_rate"):
+        pipeline.make_voice_prompt(prompt_wav, 0, "你好")
+
+
+def test_long_prompts_are_cropped(pipeline: VallexPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline.options, "max_prompt_seconds", 0.5)
+    prompt = pipeline.make_voice_prompt(synthetic_voice(1.5, 120).numpy(), 16000, "你好")
+    assert abs(prompt.seconds - 0.5) < 0.05
+
+
+def test_s2st_with_the_st_frontend_and_with_oracle_text(pipeline: VallexPipeline, prompt_wav: np.ndarray) -> None:
+    request, info = pipeline.speech_request(prompt_wav, 16000, "en")
+    assert info["target_lang"] == "en" and not info["oracle"]
+    assert request.lid == "en" and request.phones == info["target_phones"]
+    assert request.prompt.phones == (info["source_phones"] or ["<sil>"])
+    wav, info = pipeline.s2st(prompt_wav, 16000, "en")
+    assert wav.ndim == 1 and info["stop_reason"] in ("eos", "max_length", "loop", "empty")
+    wav, info = pipeline.s2st(prompt_wav, 16000, source_text="昨天是星期日。", target_text="Yesterday was Sunday.")
+    assert info["oracle"] and (info["source_lang"], info["target_lang"]) == ("zh", "en")
+    assert info["target_phones"] == pipeline.phonemize("Yesterday was Sunday.", "en")[0]
+    with pytest.raises(TextError, match="both"):
+        pipeline.s2st(prompt_wav, 16000, source_text="你好")
+
+
+def test_pipeline_without_st_and_mismatched_parts(pipeline: VallexPipeline, tiny_pack: Path, tmp_path: Path,
+                                                  prompt_wav: np.ndarray) -> None:
+    no_st = VallexPipeline(pipeline.frontend, pipeline.phone_table, pipeline.codec, pipeline.ar_lm, pipeline.nar_lm)
+    with pytest.raises(ConfigError, match="no st_frontend"):
+        no_st.s2st(prompt_wav, 16000, "en")
+    assert no_st.s2st(prompt_wav, 16000, source_text="你好。", target_text="Hello.")[1]["oracle"]
+    parts = tiny_pack.parent / "parts"
+    short_table = tmp_path / "tokens.txt"
+    short_table.write_text("".join(line + "\n" for line in (parts / "tokens.txt").read_text().splitlines()[:-1]))
+    with pytest.raises(ConfigError, match="num_phones"):
+        assemble_pipeline_pack(tmp_path / "bad", parts / "codec", parts / "ar_pack", parts / "nar_pack", None,
+                               {"name": "multilingual"}, short_table)

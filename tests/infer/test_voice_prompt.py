@@ -1,0 +1,50 @@
+"""Voice prompts: made from audio + transcript, saved as plain .npz, reusable."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechkit.errors import DataError
+from speechkit.infer import VallexPipeline, VoicePrompt
+
+
+def test_prompt_holds_codes_phones_and_language(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    codec = pipeline.codec
+    assert zh_prompt.codes.shape[0] == codec.num_quantizers
+    assert abs(zh_prompt.seconds - 1.0) < 0.05
+    assert zh_prompt.lang == "zh" and zh_prompt.codec == "mel_rvq"
+    assert zh_prompt.phones[0].startswith("zh:") and zh_prompt.phones[-1] == "<sil>"
+
+
+def test_save_load_round_trip_without_pickle(zh_prompt: VoicePrompt, tmp_path: Path) -> None:
+    path = zh_prompt.save(tmp_path / "voice.npz")
+    with np.load(path, allow_pickle=False) as archive:  # plain arrays only
+        assert archive["codes"].dtype == np.int64
+    loaded = VoicePrompt.load(path)
+    assert torch.equal(loaded.codes, zh_prompt.codes)
+    assert (loaded.phones, loaded.lang, loaded.text, loaded.codec) == (
+        zh_prompt.phones, zh_prompt.lang, zh_prompt.text, zh_prompt.codec)
+    assert loaded.frame_rate == zh_prompt.frame_rate
+
+
+def test_saved_prompt_gives_the_same_speech(pipeline: VallexPipeline, zh_prompt: VoicePrompt, tmp_path: Path) -> None:
+    loaded = VoicePrompt.load(zh_prompt.save(tmp_path / "voice.npz"))
+    [direct] = pipeline.synthesize("Good morning.", zh_prompt)
+    [reused] = pipeline.synthesize("Good morning.", loaded)
+    assert np.array_equal(direct, reused)
+
+
+def test_bad_prompt_files_are_clear_errors(tmp_path: Path, pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        VoicePrompt.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "partial.npz", codes=np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(DataError, match="lacks"):
+        VoicePrompt.load(tmp_path / "partial.npz")
+    other_codec = VoicePrompt(zh_prompt.codes, zh_prompt.phones, "zh", codec="encodec")
+    with pytest.raises(DataError, match="encodec"):
+        pipeline.check_prompt(other_codec)
+    with pytest.raises(DataError, match="Tp"):
+        VoicePrompt(torch.zeros(3, 0, dtype=torch.long), ["<sil>"], "zh")
