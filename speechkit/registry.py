@@ -40,7 +40,7 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "pypinyin": "speechkit.plugins.frontend.mandarin",
         "multilingual": "speechkit.plugins.frontend.multilingual",
     },
-    "ar_lm": {"valle_ar": "speechkit.plugins.ar_lm.valle_ar"},
+    "ar_lm": {"valle_ar": "speechkit.plugins.ar_lm.valle_ar", "aligned_ar": "speechkit.plugins.ar_lm.aligned_ar"},
     "nar_lm": {"valle_nar": "speechkit.plugins.nar_lm.valle_nar"},
     "st_frontend": {"transformer_st": "speechkit.plugins.st_frontend.transformer_st"},
     "vocoder": {
@@ -50,6 +50,10 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
     "scorer": {
         "whisper_wer": "speechkit.plugins.scorer.whisper_wer",
         "resemblyzer_sim": "speechkit.plugins.scorer.resemblyzer_sim",
+        "speaker_margin": "speechkit.plugins.scorer.speaker_margin",
+        "ctc_cer": "speechkit.plugins.scorer.ctc_cer",
+        "asr_bleu": "speechkit.plugins.scorer.asr_bleu",
+        "dnsmos": "speechkit.plugins.scorer.dnsmos",
     },
 }
 

@@ -3,13 +3,17 @@
 #   1 data      embedded bilingual espeak-ng corpus (or real corpora, see db.sh) -> data/<set>
 #   2 frontend  text -> phones (G2P per language) -> data/<set>/phones, dump/tokens.txt
 #   3 codec     fit the codec if trainable (exp/codec), wav -> acoustic tokens -> dump/<set>/codes.scp
-#   4-8         AR LM, NAR LM, ST, inference, scoring: not in this version yet
-# Usage: ./run.sh [--stage 1] [--stop-stage 3] [--config conf/default.yaml] [--nj 2] [-- key=value ...]
+#   4 AR LM     (phone alignment for aligned variants) + AR training -> exp/ar/pack
+#   5 NAR LM    NAR training -> exp/nar/pack
+#   6 ST        speech recognition & translation training -> exp/st/pack
+#   7 infer     zero-shot / cross-lingual TTS and S2ST over the test speakers -> exp/infer/<task>
+#   8 score     WER/PER, speaker similarity, ASR-BLEU, DNSMOS -> exp/score, RESULTS.md
+# Usage: ./run.sh [--stage 1] [--stop-stage 8] [--config conf/default.yaml] [--nj 2] [-- key=value ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 stage=1
-stop_stage=3
+stop_stage=8
 config=conf/default.yaml
 nj=2
 sets="train dev test"
@@ -32,7 +36,22 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   run_logged $logs/stage3_codec.log python -m speechkit.bin.dump_codes --config "$config" \
     --data data --dump dump --exp exp --nj "$nj" --sets $sets "${override_flags[@]+"${override_flags[@]}"}"
 fi
-if [ "$stop_stage" -ge 4 ]; then
-  echo "stages 4-8 (AR/NAR/ST training, inference, scoring) are not in this version yet" >&2
+# shellcheck disable=SC2086
+common=(--config "$config" --data data --dump dump --exp exp "${override_flags[@]+"${override_flags[@]}"}")
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  run_logged $logs/stage4_ar.log python -m speechkit.bin.train_ar "${common[@]}"
 fi
-echo "done: stages $stage-$(( stop_stage < 3 ? stop_stage : 3 )) of $config (logs in $logs/)"
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  run_logged $logs/stage5_nar.log python -m speechkit.bin.train_nar "${common[@]}"
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  run_logged $logs/stage6_st.log python -m speechkit.bin.train_st "${common[@]}"
+fi
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  run_logged $logs/stage7_infer.log python -m speechkit.bin.infer "${common[@]}"
+fi
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  run_logged $logs/stage8_score.log python -m speechkit.bin.score "${common[@]}" --command "./run.sh $*"
+  echo "results: $(pwd)/RESULTS.md"
+fi
+echo "done: stages $stage-$stop_stage of $config (logs in $logs/)"

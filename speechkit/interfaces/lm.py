@@ -22,11 +22,14 @@ class ARGeneration:
 
     codes: one LongTensor[T_b] of new level-1 codes per prompt (end token not included);
     stop_reasons: per prompt, ``"eos"`` (end token), ``"max_length"`` (length guard) or
-    ``"loop"`` (repetition guard).
+    ``"loop"`` (repetition guard); frame_phones: only from phone-synchronous models
+    (``aligned_ar``), per prompt LongTensor[T_b], the index of each new frame's phone among the
+    target-text phones (0 = first target phone), e.g. for a duration-aware NAR; None otherwise.
     """
 
     codes: list["torch.Tensor"]
     stop_reasons: list[str]
+    frame_phones: list["torch.Tensor"] | None = None
 
 
 class ARLanguageModel(Component):
@@ -47,7 +50,10 @@ class ARLanguageModel(Component):
         no loss on them) -> dict with ``loss`` (scalar), ``accuracy`` (scalar, top-1 on the
         counted frames) and ``logits`` FloatTensor[B, T', K+1] where row ``m`` predicts frame
         ``m`` of ``codes + [EOS]`` (``T' = T + 1`` for one frame per step; the last class is
-        end-of-sentence).
+        end-of-sentence). Phone-synchronous models (``aligned_ar``) also read ``durations``
+        LongTensor[B, P] aligned with ``phones``: frames of each phone of the target text (0 for
+        the prompt transcript's phones), summing to ``code_lens - prompt_lens``; see
+        :mod:`speechkit.align.durations` (``add_durations``) for building it per item.
         """
 
     @abc.abstractmethod
