@@ -26,13 +26,12 @@ from typing import Any
 import torch
 
 from speechkit.align.durations import add_durations, read_durations
-from speechkit.align.train import align_text, feature_function, load_aligner
-from speechkit.codec_io import load_codec
-from speechkit.data.collate import pad_sequences
+from speechkit.align.realign import TextRealigner
 from speechkit.data.lm_dataset import ARPairDataset, PairingConfig, collate_ar, load_lm_corpus
 from speechkit.registry import build
 from speechkit.text.languages import LANGUAGES
 from speechkit.text.phone_table import PhoneTable
+from speechkit.train.lm_diagnostics import with_wrong_text
 
 
 def pair_items(dataset: ARPairDataset, durations: dict[str, list[int]], keys: list[tuple[int, int]]) -> list[dict[str, Any]]:
@@ -47,13 +46,6 @@ def pair_items(dataset: ARPairDataset, durations: dict[str, list[int]], keys: li
         item["target_utt"] = target_utt
         items.append(item)
     return items
-
-
-def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """collate_ar plus the padded ``durations`` LongTensor[B, P]."""
-    batch = collate_ar(items)
-    batch["durations"], _ = pad_sequences([item["durations"] for item in items])
-    return batch
 
 
 def make_batches(dataset: ARPairDataset, epoch: int, max_length: int, rng: random.Random) -> list[list[tuple[int, int]]]:
@@ -73,27 +65,12 @@ def make_batches(dataset: ARPairDataset, epoch: int, max_length: int, rng: rando
     return batches
 
 
-def wrong_text_items(items: list[dict[str, Any]], aligner: Any, features: Any, corpus: Any) -> list[dict[str, Any]]:
-    """Each item with another item's target text; durations of that text from the aligner (MAS)."""
-    result = []
-    count = len(items)
+def wrong_text_items(items: list[dict[str, Any]], realign: TextRealigner, corpus: Any) -> list[dict[str, Any]]:
+    """Each item with another item's target text; durations of that text from the aligner (MAS)
+    (see :func:`speechkit.train.lm_diagnostics.with_wrong_text`)."""
     by_utt = {utt: index for index, utt in enumerate(corpus.utts)}
-    for index, item in enumerate(items):
-        cut = item["prompt_phone_len"]
-        own = item["phones"][cut:]
-        for shift in range(count // 2, count // 2 + count):
-            other = items[(index + shift) % count]
-            phones = other["phones"][other["prompt_phone_len"]:]
-            frames = item["codes"].shape[0] - item["prompt_len"]
-            if not torch.equal(phones, own) and phones.numel() <= frames:
-                break
-        langs = other["phone_langs"][other["prompt_phone_len"]:]
-        durations = align_text(aligner, features, phones, langs, corpus.codes_of(by_utt[item["target_utt"]]))
-        wrong = {**item, "phones": torch.cat([item["phones"][:cut], phones]),
-                 "phone_langs": torch.cat([item["phone_langs"][:cut], langs])}
-        add_durations(wrong, durations, num_prompt_phones=cut)
-        result.append(wrong)
-    return result
+    target_codes = [corpus.codes_of(by_utt[item["target_utt"]]) for item in items]
+    return with_wrong_text(items, target_codes=target_codes, realign=realign)
 
 
 @torch.no_grad()
@@ -102,7 +79,7 @@ def mean_losses(model: torch.nn.Module, items: list[dict[str, Any]], batch_size:
     sums: dict[str, float] = {}
     frames = 0.0
     for start in range(0, len(items), batch_size):
-        batch = collate(items[start : start + batch_size])
+        batch = collate_ar(items[start : start + batch_size])
         out = model(batch)
         weight = float((batch["code_lens"] - batch["prompt_lens"] + 1).sum())
         for key in ("loss", "code_loss", "accuracy"):
@@ -144,10 +121,8 @@ def main() -> None:
                   num_languages=len(LANGUAGES))
     keys = sorted(set(torch.linspace(0, len(dev_set) - 1, args.eval_pairs).round().long().tolist()))
     right = pair_items(dev_set, durations["dev"], [(0, index) for index in keys])
-    aligner, _ = load_aligner(recipe / "exp" / "align")
-    features, _ = feature_function(load_codec(recipe / "exp" / "codec"), num_quantizers=int(codec_info["num_quantizers"]),
-                                   codebook_size=int(codec_info["codebook_size"]))
-    wrong = wrong_text_items(right, aligner, features, dev)
+    realign = TextRealigner.load(recipe / "exp" / "align", dump=recipe / "dump", codec_dir=recipe / "exp" / "codec")
+    wrong = wrong_text_items(right, realign, dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
     rng = random.Random(args.seed)
@@ -176,7 +151,7 @@ def main() -> None:
             items = pair_items(train_set, durations["train"], batch_keys)
             if not items:
                 continue
-            out = model(collate(items))
+            out = model(collate_ar(items))
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -39,6 +39,7 @@ fi
 # shellcheck disable=SC2086
 common=(--config "$config" --data data --dump dump --exp exp "${override_flags[@]+"${override_flags[@]}"}")
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  run_logged $logs/stage4_align.log python -m speechkit.bin.align "${common[@]}"
   run_logged $logs/stage4_ar.log python -m speechkit.bin.train_ar "${common[@]}"
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

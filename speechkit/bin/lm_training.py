@@ -11,6 +11,8 @@ with an :class:`LMStage` and calls :func:`main`. One run:
 3. trains it with :class:`speechkit.train.Trainer` on pairs of ``train_set`` (see
    :mod:`speechkit.data.lm_dataset`), validating on ``valid_set`` each epoch, under the
    ``max_minutes`` budget, resuming automatically from the last checkpoint in ``exp/<name>/``;
+   a model class with ``uses_durations = True`` (the phone-synchronous ``aligned_ar``) also gets
+   the phone durations ``dump/<set>/durations`` of the alignment step (``speechkit.bin.align``);
 4. runs the kind's diagnostic on the valid set (AR: ``text_use_gap.json``, NAR:
    ``level_accuracy.json``) and saves ``exp/<name>/pack`` (model + context; the phone table is
    copied to ``pack/tokens.txt``, and ``extra`` records it, the codec info, the training outcome
@@ -38,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from speechkit.align.durations import DURATIONS_FILE
 from speechkit.bin.common import load_stage_config, stage_parser
 from speechkit.config import as_plain_dict, config_to_yaml, require_sections, validate_options
 from speechkit.data.lm_dataset import EpochIndexedBatchSampler, LMCorpus, PairingConfig, load_lm_corpus
@@ -125,7 +128,7 @@ class LMStage:
         module: the entry-point module (for ``resume.sh``).
         build_dataset: ``(corpus, pairing, model) -> dataset`` with ``lengths`` per item.
         collate: items -> batch dict.
-        diagnose: ``(model, valid dataset, context, options, device) -> JSON-able dict``.
+        diagnose: ``(model, valid dataset, context, options, device, dirs) -> JSON-able dict``.
         diagnostic_file: where the diagnostic goes in ``exp/<name>/``.
         uses_num_quantizers: the model takes ``num_quantizers`` as context.
     """
@@ -136,9 +139,44 @@ class LMStage:
     module: str
     build_dataset: Callable[[LMCorpus, PairingConfig, nn.Module], Dataset]
     collate: Callable[[Sequence[Any]], dict[str, torch.Tensor]]
-    diagnose: Callable[[nn.Module, Dataset, dict[str, int], LMTrainConfig, torch.device], dict[str, Any]]
+    diagnose: Callable[[nn.Module, Dataset, dict[str, int], LMTrainConfig, torch.device, "RecipeDirs"], dict[str, Any]]
     diagnostic_file: str
     uses_num_quantizers: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeDirs:
+    """The recipe roots a stage reads: ``data/<set>``, ``dump/`` and ``exp/`` (e.g. ``exp/align``)."""
+
+    data: Path
+    dump: Path
+    exp: Path
+
+
+def uses_durations(kind: str, spec: dict[str, Any]) -> bool:
+    """Whether the model class named by ``spec`` trains on phone durations (``uses_durations``)."""
+    from speechkit import registry
+
+    if "name" not in spec:
+        return False  # building the model reports the missing name
+    return bool(getattr(registry.registry(kind).get(str(spec["name"])), "uses_durations", False))
+
+
+def durations_paths(dump: Path, options: LMTrainConfig) -> dict[str, Path]:
+    """``dump/<set>/durations`` of the train and valid sets, checked to exist.
+
+    Raises:
+        DataError: a file is missing (names the alignment step that writes it).
+    """
+    paths = {name: dump / name / DURATIONS_FILE for name in (options.train_set, options.valid_set)}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise DataError(
+            f"the AR model trains on phone durations but {', '.join(missing)} does not exist: run the alignment "
+            f"step (python -m speechkit.bin.align --config C --data data --dump {dump} --exp exp), which stage 4 "
+            "of run.sh runs before train_ar."
+        )
+    return paths
 
 
 def read_codec_info(dump: Path) -> dict[str, Any]:
@@ -170,9 +208,10 @@ def _file_state(path: Path) -> list[Any]:
     return [str(path), stat.st_size, stat.st_mtime_ns]
 
 
-def input_state(data: Path, dump: Path, options: LMTrainConfig) -> list[Any]:
-    """Fingerprint material of everything the stage reads (tables, scps, arks, token list)."""
-    files = [dump / PHONE_TABLE, dump / "codec_info.json"]
+def input_state(data: Path, dump: Path, options: LMTrainConfig, durations: Sequence[Path] = ()) -> list[Any]:
+    """Fingerprint material of everything the stage reads (tables, scps, arks, token list, and the
+    ``durations`` files when the model uses them)."""
+    files = [dump / PHONE_TABLE, dump / "codec_info.json", *durations]
     for set_name in (options.train_set, options.valid_set):
         files += [data / set_name / name for name in ("phones", "utt2spk", "utt2lang")]
         scp = dump / set_name / CODES_SCP
@@ -235,7 +274,8 @@ def run_stage(
     codec_info = read_codec_info(dump)
     context = model_context(stage, phone_table, codec_info)
     exp_dir, pack_dir = exp / stage.name, exp / stage.name / PACK_DIR
-    inputs = input_state(data, dump, options)
+    durations = durations_paths(dump, options) if uses_durations(stage.kind, spec) else {}
+    inputs = input_state(data, dump, options, list(durations.values()))
     settings = dataclasses.asdict(options)
     marker = StageMarker(exp_dir, stage.name, fingerprint(spec, context, settings, inputs))
     if marker.is_done() and pack_dir.is_dir():
@@ -249,7 +289,8 @@ def run_stage(
         model = registry.build(stage.kind, spec, **context)
         pairing = PairingConfig(options.cross_lingual_prompt_prob,
                                 round(options.max_prompt_seconds * float(codec_info["frame_rate"])), options.seed)
-        corpora = [load_lm_corpus(data / name, dump / name / CODES_SCP, phone_table, cache=options.cache_codes)
+        corpora = [load_lm_corpus(data / name, dump / name / CODES_SCP, phone_table, cache=options.cache_codes,
+                                  durations_path=durations.get(name))
                    for name in (options.train_set, options.valid_set)]
         train_set, valid_set = (stage.build_dataset(corpus, pairing, model) for corpus in corpora)
         train_loader, valid_loader = _loaders(stage, train_set, valid_set, options)
@@ -261,7 +302,8 @@ def run_stage(
             atomic_write_text(exp_dir / RUN_IDENTITY, json.dumps({"identity": identity}) + "\n")
         result = Trainer(model, train_loader, exp_dir, options.trainer_config(), valid_loader=valid_loader).fit()
         if dist.is_main:
-            _finish(stage, model, valid_set, context, options, codec_info, result, phone_table, exp_dir, parameters)
+            _finish(stage, model, valid_set, context, options, codec_info, result, phone_table,
+                    RecipeDirs(data, dump, exp), parameters)
             marker.mark_done(step=result.step, stop_reason=result.stop_reason, train_seconds=round(result.elapsed_s, 1))
         barrier()
     finally:
@@ -278,14 +320,15 @@ def _finish(
     codec_info: dict[str, Any],
     result: TrainResult,
     phone_table: PhoneTable,
-    exp_dir: Path,
+    dirs: RecipeDirs,
     parameters: int,
 ) -> None:
     """Rank 0 after training: the diagnostic file, then the pack (with the phone table in it)."""
     from speechkit.pack import save_pack
 
+    exp_dir = dirs.exp / stage.name
     device = next(model.parameters()).device
-    diagnostic = stage.diagnose(model, valid_set, context, options, device)
+    diagnostic = stage.diagnose(model, valid_set, context, options, device, dirs)
     diagnostic = {"step": result.step, "set": options.valid_set, **diagnostic}
     atomic_write_text(exp_dir / stage.diagnostic_file, json.dumps(diagnostic, indent=1) + "\n")
     log.info("%s: %s -> %s", stage.name, _headline(diagnostic), exp_dir / stage.diagnostic_file)

@@ -31,7 +31,12 @@ def build_nar_dataset(corpus: LMCorpus, pairing: PairingConfig, model: nn.Module
 
 
 def diagnose_nar(
-    model: nn.Module, valid_set: Any, context: dict[str, int], options: lm_training.LMTrainConfig, device: torch.device
+    model: nn.Module,
+    valid_set: Any,
+    context: dict[str, int],
+    options: lm_training.LMTrainConfig,
+    device: torch.device,
+    dirs: lm_training.RecipeDirs,
 ) -> dict[str, Any]:
     """Per-level dev loss and accuracy (see :func:`speechkit.train.lm_diagnostics.nar_level_metrics`)."""
     return nar_level_metrics(model, valid_set, context["num_quantizers"], max_items=options.diagnostic_max_pairs,

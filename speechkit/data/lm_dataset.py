@@ -6,7 +6,9 @@ trained on (prompt, target) pairs of one speaker it sees exactly what inference 
 prompt utterance with its transcript, then new text) and output lengths come out right.
 
 Inputs of one set: ``data/<set>/{phones,utt2spk,utt2lang}`` (stages 1-2), ``dump/<set>/codes.scp``
-(stage 3) and ``dump/tokens.txt``. :func:`load_lm_corpus` joins them into an :class:`LMCorpus`.
+(stage 3) and ``dump/tokens.txt``, plus ``dump/<set>/durations`` (the alignment step of stage 4,
+:mod:`speechkit.align`) for a phone-synchronous AR. :func:`load_lm_corpus` joins them into an
+:class:`LMCorpus`.
 
 Prompt choice: for target item ``i`` in epoch ``e`` the prompt is another utterance of the same
 speaker drawn with ``numpy.random.default_rng([seed, e, i])``: with probability
@@ -20,7 +22,8 @@ Items:
 
 * AR (:class:`ARPairDataset`): ``phones`` = prompt transcript + target phones (as at inference),
   ``codes`` = prompt level-1 codes ++ target level-1 codes, ``prompt_len`` (no loss on the prompt),
-  ``code_lang`` = the target's language ID.
+  ``code_lang`` = the target's language ID; with durations loaded also ``durations`` aligned with
+  ``phones`` (0 for the prompt transcript, the target's frames per phone after it).
 * NAR (:class:`NARPairDataset`): target ``phones``, ``prompt_codes`` (all levels, optionally cropped
   to ``max_prompt_frames``) and the target's ``codes`` (all levels).
 
@@ -44,6 +47,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from speechkit.align.durations import add_durations, read_durations
+from speechkit.align.mas import check_durations
 from speechkit.data.collate import pad_sequences
 from speechkit.data.datadir import read_table
 from speechkit.data.tokens import UTT2NUM_FRAMES, load_codes, read_utt2num_frames
@@ -70,6 +75,8 @@ class LMCorpus:
         phone_langs: LongTensor[P] per-phone language IDs per utterance.
         num_frames: codec frames per utterance.
         codes: ``utt -> codes LongTensor[L, T]`` (an in-memory dict or a lazy reader).
+        durations: frames of each phone per utterance (``dump/<set>/durations``; each list as
+            long as ``phones``, summing to ``num_frames``), or None when not loaded.
     """
 
     name: str
@@ -80,6 +87,7 @@ class LMCorpus:
     phone_langs: list[torch.Tensor]
     num_frames: list[int]
     codes: Mapping[str, torch.Tensor]
+    durations: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -95,20 +103,25 @@ def load_lm_corpus(
     phone_table: PhoneTable,
     *,
     cache: bool = True,
+    durations_path: str | Path | None = None,
 ) -> LMCorpus:
     """Join ``data_dir/{phones,utt2spk,utt2lang}`` with ``codes_scp`` into an :class:`LMCorpus`.
 
     Utterances without codes (e.g. skipped as bad audio in stage 3), without phones, or with no
     frames are left out with a warning; phones missing from ``phone_table`` map to ``<unk>``.
+    With ``durations_path``, utterances without durations are left out too (reason ``no
+    durations``, e.g. fewer frames than phones) and ``corpus.durations`` is filled.
 
     Args:
         data_dir: a Kaldi data dir after stage 2 (has ``phones``).
         codes_scp: ``dump/<set>/codes.scp`` of stage 3.
         phone_table: ``dump/tokens.txt`` loaded.
         cache: read all codes into memory once (see the module docstring).
+        durations_path: ``dump/<set>/durations`` (:mod:`speechkit.align.durations`), or None.
 
     Raises:
-        DataError: missing files, an unknown language, or no usable utterance.
+        DataError: missing files, an unknown language, durations that do not fit an utterance's
+            phones and frames, or no usable utterance.
     """
     data_dir, codes_scp = Path(data_dir), Path(codes_scp)
     if not (data_dir / "phones").is_file():
@@ -126,8 +139,9 @@ def load_lm_corpus(
         codes = reader
         frame_table = (read_utt2num_frames(frames_path) if frames_path.is_file()
                        else {utt: int(reader[utt].shape[1]) for utt in in_codes})
+    duration_table = read_durations(durations_path) if durations_path is not None else None
     dropped = defaultdict(list)
-    corpus = LMCorpus(str(data_dir), [], [], [], [], [], [], codes)
+    corpus = LMCorpus(str(data_dir), [], [], [], [], [], [], codes, [] if duration_table is not None else None)
     unknown: set[str] = set()
     for utt in sorted(utt2spk):
         tokens = phone_text.get(utt, "").split()
@@ -137,6 +151,8 @@ def load_lm_corpus(
             dropped["no phones"].append(utt)
         elif frame_table.get(utt, 0) <= 0:
             dropped["no frames"].append(utt)
+        elif duration_table is not None and utt not in duration_table:
+            dropped["no durations"].append(utt)
         else:
             if utt not in utt2lang:
                 raise DataError(f"{data_dir / 'utt2lang'} has no entry for {utt!r}; re-run stage 1.")
@@ -147,6 +163,9 @@ def load_lm_corpus(
             corpus.phones.append(torch.tensor(phone_table.encode(tokens), dtype=torch.long))
             corpus.phone_langs.append(torch.tensor(phone_table.language_ids(tokens), dtype=torch.long))
             corpus.num_frames.append(frame_table[utt])
+            if duration_table is not None and corpus.durations is not None:
+                check_durations(utt, duration_table[utt], len(tokens), frame_table[utt])
+                corpus.durations.append(duration_table[utt])
     for reason, utts in dropped.items():
         log.warning("%s: %d utterance(s) left out (%s), e.g. %s", data_dir, len(utts), reason, utts[0])
     if unknown:
@@ -297,12 +316,13 @@ class ARPairDataset(_PairDataset):
 
     def __getitem__(self, key: ItemKey) -> dict[str, Any]:
         """-> ``phones``/``phone_langs`` LongTensor[Pp + Pt], ``codes`` LongTensor[Tp + T] (level 1),
-        ``prompt_len``, ``prompt_phone_len``, ``code_lang`` (ints)."""
+        ``prompt_len``, ``prompt_phone_len``, ``code_lang`` (ints); with ``corpus.durations`` also
+        ``durations`` LongTensor[Pp + Pt] (0 per prompt phone, then the target's, summing to T)."""
         target, prompt, start, end = self.pair(key)
         start += (end - start) % self.frames_per_step
         corpus = self.corpus
         prompt_codes = corpus.codes_of(prompt)[0, start:end]
-        return {
+        item = {
             "phones": torch.cat([corpus.phones[prompt], corpus.phones[target]]),
             "phone_langs": torch.cat([corpus.phone_langs[prompt], corpus.phone_langs[target]]),
             "codes": torch.cat([prompt_codes, corpus.codes_of(target)[0]]),
@@ -310,6 +330,9 @@ class ARPairDataset(_PairDataset):
             "prompt_phone_len": int(corpus.phones[prompt].shape[0]),
             "code_lang": language_id(corpus.langs[target]),
         }
+        if corpus.durations is not None:
+            add_durations(item, corpus.durations[target], num_prompt_phones=len(corpus.phones[prompt]))
+        return item
 
 
 class NARPairDataset(_PairDataset):
@@ -340,11 +363,12 @@ def collate_ar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """AR items -> the batch of :meth:`speechkit.interfaces.lm.ARLanguageModel.forward`:
     ``phones``, ``phone_langs`` LongTensor[B, P] (padded with 0), ``phone_lens`` [B], ``codes``
     LongTensor[B, T] (padded with 0), ``code_lens`` [B], ``code_langs`` [B], ``prompt_lens`` [B],
-    plus ``prompt_phone_lens`` [B] (prompt transcript phones at the start of ``phones``)."""
+    plus ``prompt_phone_lens`` [B] (prompt transcript phones at the start of ``phones``) and, when
+    the items carry them, ``durations`` LongTensor[B, P] (padded with 0)."""
     phones, phone_lens = pad_sequences([item["phones"] for item in items])
     phone_langs, _ = pad_sequences([item["phone_langs"] for item in items])
     codes, code_lens = pad_sequences([item["codes"] for item in items])
-    return {
+    batch = {
         "phones": phones,
         "phone_lens": phone_lens,
         "phone_langs": phone_langs,
@@ -354,6 +378,12 @@ def collate_ar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         "prompt_lens": torch.tensor([item["prompt_len"] for item in items], dtype=torch.long),
         "prompt_phone_lens": torch.tensor([item["prompt_phone_len"] for item in items], dtype=torch.long),
     }
+    with_durations = sum("durations" in item for item in items)
+    if with_durations:
+        if with_durations != len(items):
+            raise DataError("collate_ar: some items carry durations and some do not; load every set with durations.")
+        batch["durations"], _ = pad_sequences([item["durations"] for item in items])
+    return batch
 
 
 def collate_nar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:

@@ -4,7 +4,9 @@
   minus the loss with the right one. A model that reads its text loses much more with the wrong
   text; a model that only continues the prompt's voice (the failure the issue-3 spike measured:
   0.04-0.14 nats) barely notices. Reported overall and per (target language, same/cross-lingual
-  prompt).
+  prompt). For a phone-synchronous AR (items with ``durations``) the wrong text gets its best
+  durations from the trained aligner (:class:`speechkit.align.realign.TextRealigner`: MAS of the
+  wrong text against the target's audio), so it is judged under its most favourable alignment.
 * :func:`nar_level_metrics` (NAR): teacher-forced loss and top-1 accuracy of every level 2..L.
 
 Both run in eval mode without gradients on items drawn with epoch 0 (deterministic).
@@ -12,13 +14,14 @@ Both run in eval mode without gradients on items drawn with epoch 0 (determinist
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from speechkit.align.durations import add_durations
 from speechkit.data.lm_dataset import ARPairDataset, NARPairDataset, collate_ar, collate_nar
 from speechkit.errors import DataError
 
@@ -35,27 +38,58 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def _with_wrong_text(items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+#: ``(phones LongTensor[P], phone_langs LongTensor[P], codes LongTensor[L, T]) -> [d1, ..., dP]``
+Realigner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], list[int]]
+
+
+def with_wrong_text(
+    items: Sequence[dict[str, Any]],
+    *,
+    target_codes: Sequence[torch.Tensor] | None = None,
+    realign: Realigner | None = None,
+) -> list[dict[str, Any]]:
     """Each AR item with its target phones replaced by another item's (a different sentence),
-    its prompt transcript and audio unchanged."""
+    its prompt transcript and audio unchanged.
+
+    Items that carry ``durations`` (a phone-synchronous AR) need new ones for the wrong text:
+    ``realign`` aligns it to the item's target audio, ``target_codes[i]`` (LongTensor[L, T], all
+    codec levels of item ``i``'s target); the wrong text is then picked among texts with at most
+    ``T`` phones (MAS gives every phone a frame).
+
+    Raises:
+        DataError: no other item has a different (short enough) text, or items carry durations
+            and no ``realign``/``target_codes`` was given.
+    """
     targets = [(item["phones"][item["prompt_phone_len"]:], item["phone_langs"][item["prompt_phone_len"]:])
                for item in items]
+    needs_durations = any("durations" in item for item in items)
+    if needs_durations and (realign is None or target_codes is None or len(target_codes) != len(items)):
+        raise DataError("the items carry durations (a phone-synchronous AR): the wrong text needs durations too; "
+                        "pass realign (the aligner of exp/align) and every item's target codes.")
     wrong = []
     count = len(items)
     for index, item in enumerate(items):
         own = targets[index][0]
+        frames = int(item["codes"].shape[0]) - int(item["prompt_len"])
         for shift in range(count // 2, count // 2 + count):
             other = (index + shift) % count
-            if other != index and not torch.equal(targets[other][0], own):
+            phones = targets[other][0]
+            if other != index and not torch.equal(phones, own) and (not needs_durations or phones.numel() <= frames):
                 break
         else:
-            raise DataError("text_use_gap needs at least two pairs with different target texts.")
+            raise DataError("text_use_gap needs at least two pairs with different target texts"
+                            + (" (of at most as many phones as the target has frames)." if needs_durations else "."))
         cut = item["prompt_phone_len"]
-        wrong.append({
+        replaced = {
             **item,
             "phones": torch.cat([item["phones"][:cut], targets[other][0]]),
             "phone_langs": torch.cat([item["phone_langs"][:cut], targets[other][1]]),
-        })
+        }
+        if needs_durations:
+            assert realign is not None and target_codes is not None  # checked above
+            durations = realign(targets[other][0], targets[other][1], target_codes[index])
+            add_durations(replaced, durations, num_prompt_phones=cut)
+        wrong.append(replaced)
     return wrong
 
 
@@ -81,6 +115,7 @@ def text_use_gap(
     max_items: int = 200,
     batch_size: int = 16,
     device: str | torch.device = "cpu",
+    realign: Realigner | None = None,
 ) -> dict[str, Any]:
     """Teacher-forced target loss with a wrong text minus with the right text, in nats per frame.
 
@@ -90,6 +125,9 @@ def text_use_gap(
         max_items: evaluate at most this many pairs, spread over the set (0 = all).
         batch_size: pairs per forward pass.
         device: where to run.
+        realign: durations of a text against a target's codes (e.g.
+            :class:`speechkit.align.realign.TextRealigner`); needed when the items carry
+            ``durations`` (a phone-synchronous AR such as ``aligned_ar``), see :func:`with_wrong_text`.
 
     Returns:
         ``{"gap", "loss_right", "loss_wrong", "accuracy_right", "accuracy_wrong", "num_pairs",
@@ -101,10 +139,13 @@ def text_use_gap(
     model.eval()
     keys = _evenly_spaced(len(dataset), max_items)
     items = [dataset[(0, index)] for index in keys]
-    wrong_items = _with_wrong_text(items)
+    pairs = [dataset.pair((0, index)) for index in keys]
+    target_codes = None
+    if realign is not None:
+        target_codes = [dataset.corpus.codes_of(target) for target, _, _, _ in pairs]
+    wrong_items = with_wrong_text(items, target_codes=target_codes, realign=realign)
     groups: dict[str, list[int]] = defaultdict(list)
-    for position, index in enumerate(keys):
-        target, prompt, _, _ = dataset.pair((0, index))
+    for position, (target, prompt, _, _) in enumerate(pairs):
         kind = "same" if dataset.corpus.langs[prompt] == dataset.corpus.langs[target] else "cross"
         groups[f"{dataset.corpus.langs[target]}/{kind}"].append(position)
     totals = np.zeros(6)  # right loss, right acc, right frames, wrong loss, wrong acc, wrong frames

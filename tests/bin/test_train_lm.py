@@ -12,7 +12,7 @@ from speechkit.bin import train_ar, train_nar
 from speechkit.bin.lm_training import run_stage
 from speechkit.data import tokens
 from speechkit.data.datadir import DataDir
-from speechkit.errors import ConfigError
+from speechkit.errors import ConfigError, DataError
 from speechkit.pack import load_pack
 from speechkit.text.phone_table import PhoneTable
 from speechkit.train import list_checkpoints, read_log
@@ -63,6 +63,23 @@ def _config(max_steps: int = 4, d_model: int = 32, **train: object) -> OmegaConf
 
 def _run(stage, recipe: Path, config) -> Path:
     return run_stage(stage, config, recipe / "data", recipe / "dump", recipe / "exp")
+
+
+def _align(recipe: Path) -> None:
+    """The alignment step of stage 4 with a tiny aligner: exp/align + dump/{train,dev}/durations."""
+    from speechkit.align.model import AlignerConfig
+    from speechkit.bin.align import AlignStageConfig
+    from speechkit.bin.align import run_stage as run_align
+
+    options = AlignStageConfig(model=AlignerConfig(d_model=16, conv_layers=1, ffn_dim=32, dropout=0.0), steps=3,
+                               uniform_steps=1, batch_size=8, sets=["train", "dev"], num_plots=0, threads=1)
+    run_align(options, recipe / "data", recipe / "dump", recipe / "exp")
+
+
+def _aligned_config(**train: object) -> OmegaConf:
+    config = _config(**train)
+    config.ar_lm.name = "aligned_ar"
+    return config
 
 
 def test_ar_stage_trains_writes_the_gap_and_a_pack_that_generates(recipe):
@@ -153,3 +170,48 @@ def test_two_process_torchrun_trains_the_ar_stage(recipe):
     checkpoint = torch.load(list_checkpoints(recipe / "exp" / "ar")[-1][1], weights_only=True)
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4
     assert load_pack(recipe / "exp" / "ar" / "pack").extra["training"]["step"] == 4
+
+
+def test_aligned_ar_stage_trains_on_durations_and_realigns_the_wrong_text(recipe):
+    from speechkit.align.durations import read_durations
+
+    _align(recipe)
+    durations = read_durations(recipe / "dump" / "dev" / "durations")
+    pack_dir = _run(train_ar.AR_STAGE, recipe, _aligned_config())
+    gap = json.loads((recipe / "exp" / "ar" / "text_use_gap.json").read_text())
+    assert gap["num_pairs"] == 8 and len(durations) == 8
+    assert gap["gap"] == pytest.approx(gap["loss_wrong"] - gap["loss_right"], abs=1e-4)
+    assert all(0.0 <= value["accuracy_wrong"] <= 1.0 for value in gap["groups"].values())
+    pack = load_pack(pack_dir)
+    model = pack["ar_lm"]
+    assert type(model).__name__ == "AlignedAR" and pack.extra["training"]["step"] == 4
+    table = PhoneTable.load(pack_dir / "tokens.txt")
+    phones = torch.tensor(table.encode(["en:B", "en:K", "zh:a1", "zh:b"]))
+    generation = model.generate_batch(phones.unsqueeze(0), torch.tensor([4]), torch.tensor([[1, 1, 2, 2]]),
+                                      torch.tensor([[1, 2, 6, 7]]), torch.tensor([4]), torch.tensor([2]),
+                                      num_target_phones=torch.tensor([2]), temperature=0.0)
+    assert set(generation.frame_phones[0].tolist()) <= {0, 1}  # the pointer walks the 2 target phones only
+    rerun_stamp = (recipe / "exp" / "ar" / ".done.ar").stat().st_mtime_ns
+    _run(train_ar.AR_STAGE, recipe, _aligned_config())
+    assert (recipe / "exp" / "ar" / ".done.ar").stat().st_mtime_ns == rerun_stamp
+
+
+def test_aligned_ar_without_durations_names_the_alignment_step(recipe):
+    with pytest.raises(DataError, match="speechkit.bin.align"):
+        _run(train_ar.AR_STAGE, recipe, _aligned_config())
+    assert not (recipe / "exp" / "ar").exists()
+
+
+def test_aligned_ar_gap_needs_the_aligner_for_the_wrong_text(recipe):
+    from speechkit.data.lm_dataset import ARPairDataset, PairingConfig, load_lm_corpus
+    from speechkit.registry import build
+    from speechkit.train.lm_diagnostics import text_use_gap
+
+    _align(recipe)
+    table = PhoneTable.load(recipe / "dump" / "tokens.txt")
+    corpus = load_lm_corpus(recipe / "data" / "dev", recipe / "dump" / "dev" / tokens.CODES_SCP, table,
+                            durations_path=recipe / "dump" / "dev" / "durations")
+    model = build("ar_lm", {"name": "aligned_ar", "d_model": 16, "num_heads": 2, "num_layers": 1, "ffn_dim": 32},
+                  num_phones=len(table), codebook_size=CODEBOOK, num_languages=3)
+    with pytest.raises(DataError, match="realign"):
+        text_use_gap(model, ARPairDataset(corpus, PairingConfig()), max_items=4)

@@ -165,3 +165,56 @@ def test_epoch_indexed_sampler_tags_indices_and_forwards_the_epoch(corpus):
     assert all(epoch == 3 for batch in batches for epoch, _ in batch)
     item = dataset[batches[0][0]]
     assert torch.equal(item["codes"], dataset[(3, batches[0][0][1])]["codes"])
+
+
+def write_even_durations(root: Path, corpus, skip: tuple[str, ...] = ()) -> Path:
+    """dump/train/durations spreading each utterance's frames evenly over its phones."""
+    from speechkit.align.durations import write_durations
+
+    table = {}
+    for utt, phones, frames in zip(corpus.utts, corpus.phones, corpus.num_frames):
+        if utt in skip:
+            continue
+        base, extra = divmod(frames, len(phones))
+        table[utt] = [base + (1 if index < extra else 0) for index in range(len(phones))]
+    path = root / "dump" / "train" / "durations"
+    write_durations(path, table)
+    return path
+
+
+def test_ar_items_carry_durations_of_the_target_after_zeros_for_the_prompt(tmp_path, corpus):
+    path = write_even_durations(tmp_path, corpus, skip=(corpus.utts[0],))
+    table = PhoneTable(PHONES["en"] + PHONES["zh"])
+    timed = load_lm_corpus(tmp_path / "data" / "train", tmp_path / "dump" / "train" / "codes.scp", table,
+                           durations_path=path)
+    assert corpus.utts[0] not in timed.utts and len(timed) == len(corpus) - 1  # "no durations"
+    assert timed.durations is not None and len(timed.durations) == len(timed.utts)
+    assert all(sum(d) == frames for d, frames in zip(timed.durations, timed.num_frames))
+    dataset = ARPairDataset(timed, PairingConfig(seed=2))
+    items = [dataset[(0, index)] for index in range(4)]
+    for index, item in enumerate(items):
+        target, prompt, _, _ = dataset.pair((0, index))
+        durations = item["durations"]
+        assert durations.shape == item["phones"].shape
+        assert durations[: item["prompt_phone_len"]].tolist() == [0] * item["prompt_phone_len"]
+        assert durations[item["prompt_phone_len"]:].tolist() == timed.durations[target]
+        assert int(durations.sum()) == item["codes"].shape[0] - item["prompt_len"]
+    batch = collate_ar(items)
+    assert batch["durations"].shape == batch["phones"].shape
+    assert torch.equal(batch["durations"].sum(1), batch["code_lens"] - batch["prompt_lens"])
+    assert "durations" not in collate_ar([ARPairDataset(corpus, PairingConfig())[0]])
+
+
+def test_durations_that_do_not_fit_the_codes_are_an_error(tmp_path, corpus):
+    path = write_even_durations(tmp_path, corpus)
+    lines = path.read_text().splitlines()
+    utt, *counts = lines[0].split()
+    lines[0] = " ".join([utt, *counts, "1"])  # one phone too many
+    path.write_text("\n".join(lines) + "\n")
+    table = PhoneTable(PHONES["en"] + PHONES["zh"])
+    with pytest.raises(DataError, match=utt):
+        load_lm_corpus(tmp_path / "data" / "train", tmp_path / "dump" / "train" / "codes.scp", table,
+                       durations_path=path)
+    with pytest.raises(DataError, match="speechkit.bin.align"):
+        load_lm_corpus(tmp_path / "data" / "train", tmp_path / "dump" / "train" / "codes.scp", table,
+                       durations_path=tmp_path / "missing")

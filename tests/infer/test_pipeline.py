@@ -136,3 +136,42 @@ def test_pipeline_without_st_and_mismatched_parts(pipeline: VallexPipeline, tiny
     with pytest.raises(ConfigError, match="num_phones"):
         assemble_pipeline_pack(tmp_path / "bad", parts / "codec", parts / "ar_pack", parts / "nar_pack", None,
                                {"name": "multilingual"}, short_table)
+
+
+@pytest.mark.parametrize("ar_name", ["valle_ar", "aligned_ar"])
+def test_the_ar_gets_the_target_phone_count_so_it_starts_on_the_target_text(
+    pipeline: VallexPipeline, zh_prompt: VoicePrompt, monkeypatch: pytest.MonkeyPatch, ar_name: str
+) -> None:
+    from speechkit.registry import build
+
+    if ar_name != "valle_ar":
+        source = pipeline.ar_lm
+        torch.manual_seed(0)
+        model = build("ar_lm", {"name": ar_name, "d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64,
+                                "max_frames": 40, "max_frames_per_phone": 2.0, "max_frames_margin": 4},
+                      num_phones=source.num_phones, codebook_size=source.codebook_size,
+                      num_languages=source.num_languages).eval()
+        monkeypatch.setattr(pipeline, "ar_lm", model)
+    calls: list[tuple[tuple, dict, object]] = []
+    original = pipeline.ar_lm.generate_batch
+
+    def spy(*args, **kwargs):
+        generation = original(*args, **kwargs)
+        calls.append((args, kwargs, generation))
+        return generation
+
+    monkeypatch.setattr(pipeline.ar_lm, "generate_batch", spy)
+    requests = [pipeline.text_request(text, zh_prompt) for text in ("Good.", "She is a young teacher.")]
+    pipeline.generate(requests, batch_size=2)
+    [(args, kwargs, generation)] = calls
+    phones, phone_lens = args[0], args[1]
+    by_length = sorted(requests, key=lambda r: -len(r.phones))  # the engine decodes the longest first
+    assert kwargs["num_target_phones"].tolist() == [len(r.phones) for r in by_length]
+    for row, request in enumerate(by_length):
+        start, end = int(phone_lens[row]) - len(request.phones), int(phone_lens[row])
+        assert start == len(zh_prompt.phones)
+        assert phones[row, start:end].tolist() == pipeline.phone_table.encode(request.phones)
+        if generation.frame_phones is not None:  # aligned_ar: indices among the target phones
+            frame_phones = generation.frame_phones[row]
+            assert frame_phones.numel() > 0 and int(frame_phones[0]) == 0
+            assert int(frame_phones.min()) >= 0 and int(frame_phones.max()) < len(request.phones)
