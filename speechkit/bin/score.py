@@ -295,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run the stage."""
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data"), help="data dir (accepted for a uniform command line)")
+    parser.add_argument("--dump", type=Path, default=Path("dump"), help="dump dir (accepted for a uniform command line)")
     parser.add_argument("--exp", type=Path, default=Path("exp"), help="experiment dir holding infer/<task>/")
     parser.add_argument("--command", default="", help="the command to record in RESULTS.md (default: this one)")
     args = parser.parse_args(argv)

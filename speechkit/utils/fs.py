@@ -31,7 +31,17 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    """Write ``text`` to ``path`` atomically (UTF-8).
+
+    A file that already holds exactly ``text`` is left untouched, so re-running a finished stage
+    keeps modification times (later stages fingerprint their inputs by size and mtime).
+    """
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == len(text.encode("utf-8")) and path.read_text("utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
     with atomic_open(path, "w") as handle:
         handle.write(text)
 
