@@ -1,8 +1,9 @@
-"""Shared fixtures: an installed copy of the fake third-party plugin package."""
+"""Shared fixtures: an installed copy of the fake third-party plugin package, one torch thread."""
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,15 @@ def _one_torch_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Every test runs on one torch thread, and a test that changes the count cannot leak it:
+    tiny models are fastest on one thread and the CI machine is shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

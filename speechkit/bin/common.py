@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 from omegaconf import DictConfig
 
-from speechkit.config import load_config
+from speechkit.config import as_plain_dict, config_to_yaml, load_config, require_sections
 from speechkit.errors import SpeechkitError
 
 log = logging.getLogger("speechkit")
@@ -30,6 +30,21 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 def load_stage_config(args: argparse.Namespace) -> DictConfig:
     """Load ``args.config`` with ``args.override`` applied."""
     return load_config(args.config, args.override)
+
+
+def print_config_sections(config: DictConfig, sections: Sequence[str], config_path: str | Path = "config") -> None:
+    """``--print-config`` of a stage: print the resolved ``sections`` of ``config`` as YAML.
+
+    Raises:
+        ConfigError: a section is missing (the message names ``config_path``).
+    """
+    require_sections(config, list(sections), config_path)
+    print(config_to_yaml({name: as_plain_dict(config[name]) for name in sections}), end="")
+
+
+def stage_command(module: str, argv: Sequence[str] | None = None) -> list[str]:
+    """The argv that re-runs stage ``module`` with ``argv`` (default: this process's arguments)."""
+    return [sys.executable, "-m", module, *(argv if argv is not None else sys.argv[1:])]
 
 
 def setup_logging(verbose: bool = False) -> None:

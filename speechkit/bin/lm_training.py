@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,8 +40,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from speechkit.align.durations import DURATIONS_FILE
-from speechkit.bin.common import load_stage_config, stage_parser
-from speechkit.config import as_plain_dict, config_to_yaml, require_sections, validate_options
+from speechkit.bin.common import load_stage_config, print_config_sections, stage_command, stage_parser
+from speechkit.config import as_plain_dict, require_sections, validate_options
 from speechkit.data.lm_dataset import EpochIndexedBatchSampler, LMCorpus, PairingConfig, load_lm_corpus
 from speechkit.data.sampler import BucketBatchSampler
 from speechkit.data.tokens import CODES_SCP
@@ -56,18 +55,16 @@ from speechkit.train import (
     build_loader,
     cleanup_distributed,
     init_distributed,
-    list_checkpoints,
     prepare_exp_dir,
 )
 from speechkit.train.distributed import barrier
+from speechkit.train.experiment import PACK_DIR, PHONE_TABLE, check_run_identity, file_state
+from speechkit.train.experiment import save_pack_with_tokens, trainer_options, write_run_identity
 from speechkit.utils.fs import atomic_write_text
 from speechkit.utils.stage import StageMarker, fingerprint
 
 log = logging.getLogger("speechkit.lm_training")
 
-PACK_DIR = "pack"
-PHONE_TABLE = "tokens.txt"
-RUN_IDENTITY = "run_identity.json"
 #: Options that may differ between a run and its resumption (they say how long or how often).
 RESUMABLE_OPTIONS = frozenset({
     "max_steps", "epochs", "max_minutes", "checkpoint_every", "keep_last", "average_last", "log_every",
@@ -110,11 +107,6 @@ class LMTrainConfig(TrainerConfig):
         if self.max_prompt_seconds < 0 or self.diagnostic_max_pairs < 0:
             raise ConfigError("max_prompt_seconds and diagnostic_max_pairs must be >= 0.")
         PairingConfig(self.cross_lingual_prompt_prob).validate()
-
-    def trainer_config(self) -> TrainerConfig:
-        """The :class:`TrainerConfig` part alone."""
-        names = {field.name for field in dataclasses.fields(TrainerConfig)}
-        return TrainerConfig(**{key: value for key, value in dataclasses.asdict(self).items() if key in names})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,14 +192,6 @@ def model_context(stage: LMStage, phone_table: PhoneTable, codec_info: dict[str,
     return context
 
 
-def _file_state(path: Path) -> list[Any]:
-    """Identity of an input file: name, size, modification time (a rewrite changes it)."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; run the earlier recipe stages first.")
-    stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
-
-
 def input_state(data: Path, dump: Path, options: LMTrainConfig, durations: Sequence[Path] = ()) -> list[Any]:
     """Fingerprint material of everything the stage reads (tables, scps, arks, token list, and the
     ``durations`` files when the model uses them)."""
@@ -219,20 +203,7 @@ def input_state(data: Path, dump: Path, options: LMTrainConfig, durations: Seque
         if scp.is_file():
             arks = {line.split(" ", 1)[1].rsplit(":", 1)[0] for line in scp.read_text(encoding="utf-8").splitlines() if " " in line}
             files += [Path(ark) for ark in sorted(arks)]
-    return [_file_state(path) for path in files]
-
-
-def _check_run_identity(exp_dir: Path, identity: str) -> None:
-    """Refuse to resume checkpoints that belong to another model/data/optimiser setup."""
-    path = exp_dir / RUN_IDENTITY
-    if list_checkpoints(exp_dir) and path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8")).get("identity")
-        if previous != identity:
-            raise ConfigError(
-                f"{exp_dir} holds checkpoints of a run with another model, data or optimiser setup "
-                f"(only {', '.join(sorted(RESUMABLE_OPTIONS))} may change between resumes). Delete "
-                f"{exp_dir} to train afresh, or restore the earlier config to continue it."
-            )
+    return [file_state(path) for path in files]
 
 
 def _loaders(stage: LMStage, train_set: Dataset, valid_set: Dataset, options: LMTrainConfig) -> tuple[Any, Any]:
@@ -282,7 +253,7 @@ def run_stage(
         log.info("%s: already trained with this config and data (%s); nothing to do", stage.name, pack_dir)
         return pack_dir
     identity = fingerprint(spec, context, {k: v for k, v in settings.items() if k not in RESUMABLE_OPTIONS}, inputs)
-    _check_run_identity(exp_dir, identity)
+    check_run_identity(exp_dir, identity, RESUMABLE_OPTIONS)
     dist = init_distributed(options.device)
     try:
         torch.manual_seed(options.seed)  # same initial weights on every rank and every fresh run
@@ -299,8 +270,8 @@ def run_stage(
                  stage.name, spec.get("name"), parameters / 1e6, len(train_set), len(train_loader), len(valid_set))
         if dist.is_main:
             prepare_exp_dir(exp_dir, {stage.kind: spec, stage.train_section: settings}, command)
-            atomic_write_text(exp_dir / RUN_IDENTITY, json.dumps({"identity": identity}) + "\n")
-        result = Trainer(model, train_loader, exp_dir, options.trainer_config(), valid_loader=valid_loader).fit()
+            write_run_identity(exp_dir, identity)
+        result = Trainer(model, train_loader, exp_dir, trainer_options(options), valid_loader=valid_loader).fit()
         if dist.is_main:
             _finish(stage, model, valid_set, context, options, codec_info, result, phone_table,
                     RecipeDirs(data, dump, exp), parameters)
@@ -324,8 +295,6 @@ def _finish(
     parameters: int,
 ) -> None:
     """Rank 0 after training: the diagnostic file, then the pack (with the phone table in it)."""
-    from speechkit.pack import save_pack
-
     exp_dir = dirs.exp / stage.name
     device = next(model.parameters()).device
     diagnostic = stage.diagnose(model, valid_set, context, options, device, dirs)
@@ -341,8 +310,7 @@ def _finish(
         "diagnostic": {"file": stage.diagnostic_file,
                        **{k: v for k, v in diagnostic.items() if not isinstance(v, dict)}},
     }
-    pack_dir = save_pack(exp_dir / PACK_DIR, {stage.kind: model}, context={stage.kind: context}, extra=extra)
-    phone_table.save(pack_dir / PHONE_TABLE)
+    pack_dir = save_pack_with_tokens(exp_dir / PACK_DIR, {stage.kind: model}, {stage.kind: context}, extra, phone_table)
     log.info("%s: pack saved in %s (step %d, %s, %.1f min)", stage.name, pack_dir, result.step,
              result.stop_reason, result.elapsed_s / 60)
 
@@ -370,10 +338,7 @@ def main(stage: LMStage, description: str, argv: Sequence[str] | None = None) ->
     args = build_parser(description).parse_args(argv)
     config = load_stage_config(args)
     if args.print_config:
-        require_sections(config, [stage.kind, stage.train_section], args.config)
-        print(config_to_yaml({stage.kind: as_plain_dict(config[stage.kind]),
-                              stage.train_section: as_plain_dict(config[stage.train_section])}), end="")
+        print_config_sections(config, [stage.kind, stage.train_section], args.config)
         return 0
-    command = [sys.executable, "-m", stage.module, *(argv if argv is not None else sys.argv[1:])]
-    run_stage(stage, config, args.data, args.dump, args.exp, command)
+    run_stage(stage, config, args.data, args.dump, args.exp, stage_command(stage.module, argv))
     return 0

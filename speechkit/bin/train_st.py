@@ -39,18 +39,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from speechkit.bin.common import load_stage_config, run_main
-from speechkit.bin.lm_training import PACK_DIR, PHONE_TABLE, RUN_IDENTITY, build_parser
+from speechkit.bin.common import load_stage_config, print_config_sections, run_main, stage_command
 from speechkit.bin.lm_training import RESUMABLE_OPTIONS as LM_RESUMABLE_OPTIONS
-from speechkit.config import as_plain_dict, config_to_yaml, require_sections, validate_options
+from speechkit.bin.lm_training import build_parser
+from speechkit.config import as_plain_dict, require_sections, validate_options
 from speechkit.data import st_dataset
 from speechkit.data.sampler import BucketBatchSampler
-from speechkit.errors import ConfigError, DataError
+from speechkit.errors import ConfigError
 from speechkit.text.languages import LANGUAGES, NEUTRAL, token_language
 from speechkit.text.phone_table import PhoneTable
 from speechkit.train import Trainer, TrainerConfig, TrainResult, build_loader, cleanup_distributed, init_distributed
-from speechkit.train import list_checkpoints, prepare_exp_dir
+from speechkit.train import prepare_exp_dir
 from speechkit.train.distributed import barrier
+from speechkit.train.experiment import PACK_DIR, PHONE_TABLE, check_run_identity, file_state
+from speechkit.train.experiment import save_pack_with_tokens, trainer_options, write_run_identity
 from speechkit.utils.fs import atomic_write_text
 from speechkit.utils.stage import StageMarker, fingerprint
 
@@ -108,31 +110,18 @@ class STTrainConfig(TrainerConfig):
         if self.max_batch_size < 0 or self.eval_max_utts < 0 or self.max_seconds <= 0:
             raise ConfigError(f"{SECTION}: max_batch_size and eval_max_utts must be >= 0 and max_seconds > 0.")
 
-    def trainer_config(self) -> TrainerConfig:
-        """The :class:`TrainerConfig` part alone."""
-        names = {field.name for field in dataclasses.fields(TrainerConfig)}
-        return TrainerConfig(**{key: value for key, value in dataclasses.asdict(self).items() if key in names})
-
     def needs_translations(self) -> bool:
         """ST or MT has a positive weight."""
         return any(self.tasks.get(task, 0.0) > 0 for task in ("st", "mt"))
 
 
 # -- preparation --------------------------------------------------------------------------------
-def _file_state(path: Path) -> list[Any]:
-    """Identity of an input file: name, size, modification time."""
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; run the earlier recipe stages first.")
-    stat = path.stat()
-    return [str(path), stat.st_size, stat.st_mtime_ns]
-
-
 def input_state(data: Path, dump: Path, options: STTrainConfig) -> list[Any]:
     """Fingerprint material of the files the stage reads (tables and the phone table)."""
     tables = ["wav.scp", "phones", "utt2lang"] + (["translation", "text"] if options.needs_translations() else [])
     files = [dump / PHONE_TABLE] + [data / name / table for name in (options.train_set, options.valid_set)
                                     for table in tables]
-    return [_file_state(path) for path in files]
+    return [file_state(path) for path in files]
 
 
 def prepare_set(set_name: str, data: Path, dump: Path, model: nn.Module, table: PhoneTable,
@@ -153,18 +142,6 @@ def prepare_set(set_name: str, data: Path, dump: Path, model: nn.Module, table: 
     max_frames = round(options.max_seconds * st_dataset.feature_frame_rate(model.featurize))
     return st_dataset.load_st_corpus(data / set_name, feats_scp, table, translations, options.translation_langs,
                                      max_memory_mb=options.max_memory_mb, max_frames=max_frames)
-
-
-def _check_run_identity(exp_dir: Path, identity: str) -> None:
-    """Refuse to resume checkpoints that belong to another model/data/optimiser setup."""
-    path = exp_dir / RUN_IDENTITY
-    if list_checkpoints(exp_dir) and path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")).get("identity") != identity:
-            raise ConfigError(
-                f"{exp_dir} holds checkpoints of a run with another model, data or optimiser setup (only "
-                f"{', '.join(sorted(RESUMABLE_OPTIONS))} may change between resumes). Delete {exp_dir} to "
-                "train afresh, or restore the earlier config to continue it."
-            )
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -271,7 +248,7 @@ def run_stage(config: Any, data: Path, dump: Path, exp: Path, command: Sequence[
         log.info("st: already trained with this config and data (%s); nothing to do", pack_dir)
         return pack_dir
     identity = fingerprint(spec, len(table), {k: v for k, v in settings.items() if k not in RESUMABLE_OPTIONS}, inputs)
-    _check_run_identity(exp_dir, identity)
+    check_run_identity(exp_dir, identity, RESUMABLE_OPTIONS)
     dist = init_distributed(options.device)
     try:
         corpora = {}
@@ -297,8 +274,8 @@ def run_stage(config: Any, data: Path, dump: Path, exp: Path, command: Sequence[
                  valid_set.task_counts())
         if dist.is_main:
             prepare_exp_dir(exp_dir, {KIND: spec, SECTION: settings}, command)
-            atomic_write_text(exp_dir / RUN_IDENTITY, json.dumps({"identity": identity}) + "\n")
-        result = Trainer(model, train_loader, exp_dir, options.trainer_config(), valid_loader=valid_loader).fit()
+            write_run_identity(exp_dir, identity)
+        result = Trainer(model, train_loader, exp_dir, trainer_options(options), valid_loader=valid_loader).fit()
         if dist.is_main:
             _finish(model, corpora[options.valid_set], table, context, options, result, exp_dir, parameters)
             marker.mark_done(step=result.step, stop_reason=result.stop_reason, train_seconds=round(result.elapsed_s, 1))
@@ -311,8 +288,6 @@ def run_stage(config: Any, data: Path, dump: Path, exp: Path, command: Sequence[
 def _finish(model: nn.Module, valid: st_dataset.STCorpus, table: PhoneTable, context: dict[str, Any],
             options: STTrainConfig, result: TrainResult, exp_dir: Path, parameters: int) -> None:
     """Rank 0 after training: ``eval.json``, then the pack (with the phone table in it)."""
-    from speechkit.pack import save_pack
-
     report = {"step": result.step, "set": options.valid_set,
               **evaluate_st(model, valid, table, max_utts=options.eval_max_utts, beam_size=options.eval_beam_size,
                             max_frames=options.max_frames)}
@@ -326,8 +301,7 @@ def _finish(model: nn.Module, valid: st_dataset.STCorpus, table: PhoneTable, con
                      "train_seconds": round(result.elapsed_s, 1), "valid": result.valid},
         "eval": {"file": EVAL_JSON, **headline},
     }
-    pack_dir = save_pack(exp_dir / PACK_DIR, {KIND: model}, context={KIND: context}, extra=extra)
-    table.save(pack_dir / PHONE_TABLE)
+    pack_dir = save_pack_with_tokens(exp_dir / PACK_DIR, {KIND: model}, {KIND: context}, extra, table)
     log.info("st: pack saved in %s (step %d, %s, %.1f min)", pack_dir, result.step, result.stop_reason,
              result.elapsed_s / 60)
 
@@ -337,11 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(__doc__.splitlines()[0]).parse_args(argv)
     config = load_stage_config(args)
     if args.print_config:
-        require_sections(config, [KIND, SECTION], args.config)
-        print(config_to_yaml({KIND: as_plain_dict(config[KIND]), SECTION: as_plain_dict(config[SECTION])}), end="")
+        print_config_sections(config, [KIND, SECTION], args.config)
         return 0
-    command = [sys.executable, "-m", "speechkit.bin.train_st", *(argv if argv is not None else sys.argv[1:])]
-    run_stage(config, args.data, args.dump, args.exp, command)
+    run_stage(config, args.data, args.dump, args.exp, stage_command("speechkit.bin.train_st", argv))
     return 0
 
 

@@ -29,14 +29,13 @@ one hour is ~58 MB, so the dataset keeps all features in memory when the set fit
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,7 @@ from speechkit.text.languages import language_id
 from speechkit.text.phone_table import PhoneTable
 from speechkit.utils.fs import atomic_write_text
 from speechkit.utils.stage import StageMarker, fingerprint
+from speechkit.utils.threads import one_torch_thread
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +67,6 @@ Featurizer = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 # -- feature cache ------------------------------------------------------------------------------
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run a block with one torch thread (restored afterwards): short FFTs gain nothing from
-    threads, lose a lot on a busy machine, and give bit-identical results on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def feature_key(featurize: Featurizer, sample_rate: int = 16000) -> str:
     """Fingerprint of a featurizer: a hash of its features of a fixed probe signal, so any change
     of the feature layout (rate, mels, window, normalisation) invalidates cached features."""

@@ -1,5 +1,6 @@
 """Attention masks (boolean, ``True`` = may attend), in the layout of
-:func:`torch.nn.functional.scaled_dot_product_attention`."""
+:func:`torch.nn.functional.scaled_dot_product_attention`, and the padding/layout helpers of
+``[phones ; acoustic segment]`` sequences that the codec LMs share."""
 from __future__ import annotations
 
 import torch
@@ -42,3 +43,37 @@ def prefix_causal_mask(valid: torch.Tensor, is_prefix: torch.Tensor, causal: boo
 def key_padding_mask(valid: torch.Tensor) -> torch.Tensor:
     """valid: BoolTensor[B, S] -> BoolTensor[B, 1, 1, S]: full (non-causal) attention to valid keys."""
     return valid[:, None, None, :]
+
+
+def zero_phone_padding(
+    phones: torch.Tensor, phone_lens: torch.Tensor, phone_langs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """phones, phone_langs LongTensor[B, P], phone_lens LongTensor[B] -> copies of phones and
+    phone_langs with padded positions set to 0 (safe to embed), and BoolTensor[B, P] validity."""
+    phone_valid = lengths_to_mask(phone_lens, phones.shape[1])
+    return phones.masked_fill(~phone_valid, 0), phone_langs.masked_fill(~phone_valid, 0), phone_valid
+
+
+def phones_then_frames_mask(phone_valid: torch.Tensor, acoustic_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prefix-LM mask of ``[phones ; acoustic segment]`` (phones bidirectional, frames causal).
+
+    phone_valid: BoolTensor[B, P], acoustic_valid: BoolTensor[B, A] -> validity BoolTensor[B, P+A]
+    and mask BoolTensor[B, 1, P+A, P+A] (see :func:`prefix_causal_mask`).
+    """
+    valid = torch.cat([phone_valid, acoustic_valid], dim=1)
+    is_prefix = torch.zeros_like(valid)
+    is_prefix[:, : phone_valid.shape[1]] = True
+    return valid, prefix_causal_mask(valid, is_prefix)
+
+
+def prompt_segment_layout(counts: torch.Tensor, segment: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layout of acoustic segments ``[BOS, prompt items]`` left-padded to end together.
+
+    counts: LongTensor[B], prompt items (frames or groups) per row; segment: the padded length
+    (at least ``max(counts) + 1``). Returns positions LongTensor[B, segment] (0 at each BOS,
+    clamped to 0 on the padding before it) and validity BoolTensor[B, segment].
+    """
+    index = torch.arange(segment, device=counts.device)
+    first = segment - 1 - counts  # [B]: where each BOS sits
+    positions = (index.unsqueeze(0) - first.unsqueeze(1)).clamp(min=0)
+    return positions, index.unsqueeze(0) >= first.unsqueeze(1)

@@ -1,9 +1,6 @@
 """speechkit.nn: masks, positions, level norms, KV-cached attention and sampling."""
 from __future__ import annotations
 
-from typing import Iterator
-
-import pytest
 import torch
 
 from speechkit.nn import (
@@ -12,18 +9,12 @@ from speechkit.nn import (
     TransformerStack,
     key_padding_mask,
     lengths_to_mask,
+    phones_then_frames_mask,
     prefix_causal_mask,
+    prompt_segment_layout,
     sample_tokens,
+    zero_phone_padding,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and the CI machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_prefix_causal_mask_rules() -> None:
@@ -93,3 +84,18 @@ def test_sampling_modes() -> None:
     assert set(nucleus.tolist()) == {1}, "the best token alone holds > 50% of the mass"
     again = sample_tokens(logits, generator=torch.Generator().manual_seed(3))
     assert torch.equal(again, sample_tokens(logits, generator=torch.Generator().manual_seed(3)))
+
+
+def test_prompt_segment_layout_left_pads_segments_to_end_together() -> None:
+    positions, valid = prompt_segment_layout(torch.tensor([2, 0]), 4)
+    assert positions.tolist() == [[0, 0, 1, 2], [0, 0, 0, 0]]
+    assert valid.tolist() == [[False, True, True, True], [False, False, False, True]]
+
+
+def test_phones_then_frames_mask_and_zero_phone_padding() -> None:
+    phones, langs, phone_valid = zero_phone_padding(torch.tensor([[5, 7, 9]]), torch.tensor([2]), torch.tensor([[1, 1, 2]]))
+    assert phones.tolist() == [[5, 7, 0]] and langs.tolist() == [[1, 1, 0]]
+    valid, mask = phones_then_frames_mask(phone_valid, torch.tensor([[True, True]]))
+    assert valid.tolist() == [[True, True, False, True, True]]
+    is_prefix = torch.tensor([[True, True, True, False, False]])
+    assert torch.equal(mask, prefix_causal_mask(valid, is_prefix))

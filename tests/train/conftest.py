@@ -49,15 +49,6 @@ def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.T
     return {"x": x.transpose(1, 2), "y": y, "lengths": lengths}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> None:
-    """Deterministic, cheap CPU math on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TinyTask:
     """What the trainer tests need: the model and dataset classes and the collate function."""
 

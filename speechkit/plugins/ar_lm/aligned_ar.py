@@ -40,8 +40,8 @@ from torch import nn
 
 from speechkit.errors import ConfigError, DataError
 from speechkit.interfaces.lm import ARGeneration
-from speechkit.nn import KVCache, lengths_to_mask, prefix_causal_mask, sample_tokens
-from speechkit.plugins.ar_lm.valle_ar import ValleAR, _check_batch, _check_prompts
+from speechkit.nn import lengths_to_mask, phones_then_frames_mask, prompt_segment_layout, sample_tokens, zero_phone_padding
+from speechkit.plugins.ar_lm.valle_ar import ARDecodingState, ValleAR, _check_prompts
 from speechkit.registry import AR_LM
 
 #: log-probability given to impossible classes in the marginal logits (finite, so comparisons work)
@@ -49,14 +49,11 @@ IMPOSSIBLE = -1e4
 
 
 @dataclasses.dataclass
-class AlignedDecodingState:
-    """Between decoding steps: the KV cache and write index, acoustic positions LongTensor[B],
-    target languages LongTensor[B], and the decoder's phone encodings FloatTensor[B, P, D]."""
+class AlignedDecodingState(ARDecodingState):
+    """Between decoding steps: what :class:`ARDecodingState` holds (the KV cache and write index,
+    acoustic positions LongTensor[B], target languages LongTensor[B]), plus the decoder's phone
+    encodings FloatTensor[B, P, D]."""
 
-    cache: KVCache
-    start: int
-    positions: torch.Tensor
-    target_langs: torch.Tensor
     phone_states: torch.Tensor
 
 
@@ -189,14 +186,11 @@ class AlignedAR(ValleAR):
         ``codes + [EOS]`` given the true phone of frame ``m - 1`` (mixing staying in the phone
         and advancing; EOS only after the last phone). In training mode ``logits`` carry no gradient.
         """
-        phones, phone_lens, phone_langs = batch["phones"], batch["phone_lens"], batch["phone_langs"]
-        codes, code_lens, code_langs = batch["codes"], batch["code_lens"], batch["code_langs"]
-        _check_batch(self, phones, phone_lens, phone_langs, codes, code_lens, code_langs)
+        phones, phone_lens, phone_langs, codes, code_lens, code_langs = self._checked_batch(batch)
         batch_size, num_phones = phones.shape
         num_frames, device = codes.shape[1], codes.device
         prompt_lens = batch.get("prompt_lens", torch.zeros_like(code_lens))
-        phone_valid = lengths_to_mask(phone_lens, num_phones)
-        phones, phone_langs = phones.masked_fill(~phone_valid, 0), phone_langs.masked_fill(~phone_valid, 0)
+        phones, phone_langs, phone_valid = zero_phone_padding(phones, phone_lens, phone_langs)
         frame_phones = self.frame_phones({**batch, "prompt_lens": prompt_lens})  # [B, T]
         frame_positions = positions_in_phone(frame_phones)
         none = torch.full((batch_size, 1), -1, dtype=torch.long, device=device)
@@ -218,10 +212,8 @@ class AlignedAR(ValleAR):
             ],
             dim=1,
         )  # [B, P+T+1, D]
-        valid = torch.cat([phone_valid, step_valid], dim=1)
-        is_prefix = torch.zeros_like(valid)
-        is_prefix[:, :num_phones] = True
-        hidden = self.decoder(x, prefix_causal_mask(valid, is_prefix))
+        _, mask = phones_then_frames_mask(phone_valid, step_valid)
+        hidden = self.decoder(x, mask)
         phone_states, acoustic = hidden[:, :num_phones], hidden[:, num_phones:]  # [B, P, D], [B, T+1, D]
         has_following = following >= 0
         code_logits = self.code_head(
@@ -315,12 +307,8 @@ class AlignedAR(ValleAR):
             length = int(prompt_lens[row])
             tokens[row, segment - length :] = prompt_codes[row, :length]
             tokens[row, segment - length - 1] = self.bos_id
-        index = torch.arange(segment, device=device)
-        first = segment - 1 - prompt_lens  # [B]: where each BOS sits
-        code_positions = (index.unsqueeze(0) - first.unsqueeze(1)).clamp(min=0)
-        acoustic_valid = index.unsqueeze(0) >= first.unsqueeze(1)
-        phone_valid = lengths_to_mask(phone_lens, num_phones)
-        phones, phone_langs = phones.masked_fill(~phone_valid, 0), phone_langs.masked_fill(~phone_valid, 0)
+        code_positions, acoustic_valid = prompt_segment_layout(prompt_lens, segment)  # [B, A] each
+        phones, phone_langs, phone_valid = zero_phone_padding(phones, phone_lens, phone_langs)
         x = torch.cat(
             [
                 self._embed_phones(phones, phone_langs, torch.arange(num_phones, device=device).expand(batch_size, -1)),
@@ -328,14 +316,7 @@ class AlignedAR(ValleAR):
             ],
             dim=1,
         )
-        valid = torch.cat([phone_valid, acoustic_valid], dim=1)
-        is_prefix = torch.zeros_like(valid)
-        is_prefix[:, :num_phones] = True
-        length = num_phones + segment
-        cache = self.decoder.new_cache(batch_size, length + max_steps, dtype=x.dtype, device=device)
-        cache.mark_valid(valid, 0)
-        cache.key_valid[:, length:] = True
-        hidden = self.decoder(x, prefix_causal_mask(valid, is_prefix), cache=cache, start=0)
+        cache, hidden, length = self._prefill_cache(x, phone_valid, acoustic_valid, max_steps)
         state = AlignedDecodingState(
             cache=cache, start=length, positions=prompt_lens + 1, target_langs=target_langs, phone_states=hidden[:, :num_phones]
         )
@@ -387,9 +368,7 @@ class AlignedAR(ValleAR):
         target phones (0 = first target phone).
         """
         config = self.config
-        temperature = config.temperature if temperature is None else temperature
-        top_k = config.top_k if top_k is None else top_k
-        top_p = config.top_p if top_p is None else top_p
+        temperature, top_k, top_p = self._sampling_options(temperature, top_k, top_p)
         greedy = temperature <= 0 or top_k == 1
         _check_prompts(self, phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs)
         batch_size, device = phones.shape[0], phones.device

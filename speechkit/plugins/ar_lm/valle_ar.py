@@ -32,9 +32,12 @@ from speechkit.nn import (
     SinusoidalPositionalEncoding,
     TransformerStack,
     lengths_to_mask,
-    prefix_causal_mask,
+    phones_then_frames_mask,
+    prompt_segment_layout,
     sample_tokens,
+    zero_phone_padding,
 )
+from speechkit.nn.checks import check_attention_width, check_id_range, require_int_context
 from speechkit.registry import AR_LM
 
 
@@ -109,11 +112,9 @@ class ValleAR(nn.Module, ARLanguageModel):
         nn.Module.__init__(self)
         ARLanguageModel.__init__(self, config)
         config = self.config
-        for name, value in (("num_phones", num_phones), ("codebook_size", codebook_size), ("num_languages", num_languages)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ar_lm 'valle_ar' needs context {name}=<positive int> when built, got {value!r}.")
-        if config.d_model % config.num_heads or config.d_model % 2:
-            raise ConfigError(f"ar_lm 'valle_ar': d_model {config.d_model} must be even and divisible by num_heads {config.num_heads}.")
+        component = "ar_lm 'valle_ar'"
+        require_int_context(component, num_phones=num_phones, codebook_size=codebook_size, num_languages=num_languages)
+        check_attention_width(component, config.d_model, config.num_heads)
         if config.frames_per_step < 1:
             raise ConfigError(f"ar_lm 'valle_ar': frames_per_step must be >= 1, got {config.frames_per_step}.")
         self.num_phones, self.codebook_size, self.num_languages = num_phones, codebook_size, num_languages
@@ -158,9 +159,7 @@ class ValleAR(nn.Module, ARLanguageModel):
         the same frames) and ``logits`` FloatTensor[B, S*k, K+1] with ``S = ceil((T+1)/k)``: row
         ``m`` predicts frame ``m`` of ``codes + [EOS]`` (so ``[B, T+1, K+1]`` when ``k = 1``).
         """
-        phones, phone_lens, phone_langs = batch["phones"], batch["phone_lens"], batch["phone_langs"]
-        codes, code_lens, code_langs = batch["codes"], batch["code_lens"], batch["code_langs"]
-        _check_batch(self, phones, phone_lens, phone_langs, codes, code_lens, code_langs)
+        phones, phone_lens, phone_langs, codes, code_lens, code_langs = self._checked_batch(batch)
         k, eos = self.config.frames_per_step, self.eos_id
         batch_size, num_phones = phones.shape
         num_frames = codes.shape[1]
@@ -171,8 +170,7 @@ class ValleAR(nn.Module, ARLanguageModel):
         inputs = torch.cat([torch.full_like(targets[:, :k], self.bos_id), targets[:, : (steps - 1) * k]], dim=1)
         groups = inputs.view(batch_size, steps, k)
         step_valid = lengths_to_mask(torch.div(code_lens + k, k, rounding_mode="floor"), steps)  # ceil((len+1)/k)
-        phone_valid = lengths_to_mask(phone_lens, num_phones)
-        phones, phone_langs = phones.masked_fill(~phone_valid, 0), phone_langs.masked_fill(~phone_valid, 0)
+        phones, phone_langs, phone_valid = zero_phone_padding(phones, phone_lens, phone_langs)
         positions = torch.arange(max(num_phones, steps), device=phones.device)
         x = torch.cat(
             [
@@ -181,10 +179,8 @@ class ValleAR(nn.Module, ARLanguageModel):
             ],
             dim=1,
         )  # [B, P+S, D]
-        valid = torch.cat([phone_valid, step_valid], dim=1)
-        is_prefix = torch.zeros_like(valid)
-        is_prefix[:, :num_phones] = True
-        hidden = self.decoder(x, prefix_causal_mask(valid, is_prefix))[:, num_phones:]  # [B, S, D]
+        _, mask = phones_then_frames_mask(phone_valid, step_valid)
+        hidden = self.decoder(x, mask)[:, num_phones:]  # [B, S, D]
         logits = self._logits(hidden).flatten(1, 2)  # [B, S*k, K+1]
         frame_index = torch.arange(steps * k, device=codes.device)
         counted = frame_index <= code_lens.unsqueeze(1)  # frames 0..T_b (T_b is EOS)
@@ -227,25 +223,14 @@ class ValleAR(nn.Module, ARLanguageModel):
             kept = prompt_codes[row, length - count * k : length].view(count, k)
             groups[row, segment - count :] = kept
             groups[row, segment - count - 1] = self.bos_id
-        index = torch.arange(segment, device=device)
-        first = segment - 1 - kept_groups  # [B]: where each BOS sits
-        code_positions = (index.unsqueeze(0) - first.unsqueeze(1)).clamp(min=0)  # [B, A]
-        acoustic_valid = index.unsqueeze(0) >= first.unsqueeze(1)
-        phone_valid = lengths_to_mask(phone_lens, num_phones)
-        phones, phone_langs = phones.masked_fill(~phone_valid, 0), phone_langs.masked_fill(~phone_valid, 0)
+        code_positions, acoustic_valid = prompt_segment_layout(kept_groups, segment)  # [B, A] each
+        phones, phone_langs, phone_valid = zero_phone_padding(phones, phone_lens, phone_langs)
         phone_positions = torch.arange(num_phones, device=device).expand(batch_size, -1)
         x = torch.cat(
             [self._embed_phones(phones, phone_langs, phone_positions), self._embed_groups(groups, target_langs, code_positions)],
             dim=1,
         )
-        valid = torch.cat([phone_valid, acoustic_valid], dim=1)
-        is_prefix = torch.zeros_like(valid)
-        is_prefix[:, :num_phones] = True
-        length = num_phones + segment
-        cache = self.decoder.new_cache(batch_size, length + max_steps, dtype=x.dtype, device=device)
-        cache.mark_valid(valid, 0)
-        cache.key_valid[:, length:] = True  # generated steps are always real
-        hidden = self.decoder(x, prefix_causal_mask(valid, is_prefix), cache=cache, start=0)
+        cache, hidden, length = self._prefill_cache(x, phone_valid, acoustic_valid, max_steps)
         state = ARDecodingState(cache=cache, start=length, positions=kept_groups + 1, target_langs=target_langs)
         return state, self._logits(hidden[:, -1:])[:, 0]
 
@@ -260,7 +245,43 @@ class ValleAR(nn.Module, ARLanguageModel):
         state.positions = state.positions + 1
         return self._logits(hidden)[:, 0]
 
+    def _prefill_cache(
+        self, x: torch.Tensor, phone_valid: torch.Tensor, acoustic_valid: torch.Tensor, max_steps: int
+    ) -> tuple[KVCache, torch.Tensor, int]:
+        """Run the embedded ``[phones ; acoustic segment]`` x FloatTensor[B, P+A, D] through the
+        decoder into a new KV cache with room for ``max_steps`` more positions.
+
+        phone_valid: BoolTensor[B, P], acoustic_valid: BoolTensor[B, A]. Returns the cache, the
+        hidden states FloatTensor[B, P+A, D] and ``P + A`` (where the next step writes).
+        """
+        valid, mask = phones_then_frames_mask(phone_valid, acoustic_valid)
+        length = valid.shape[1]
+        cache = self.decoder.new_cache(x.shape[0], length + max_steps, dtype=x.dtype, device=x.device)
+        cache.mark_valid(valid, 0)
+        cache.key_valid[:, length:] = True  # generated steps are always real
+        hidden = self.decoder(x, mask, cache=cache, start=0)
+        return cache, hidden, length
+
+    def _checked_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """``phones, phone_lens, phone_langs, codes, code_lens, code_langs`` of a training batch,
+        checked (:class:`DataError` naming the key)."""
+        phones, phone_lens, phone_langs = batch["phones"], batch["phone_lens"], batch["phone_langs"]
+        codes, code_lens, code_langs = batch["codes"], batch["code_lens"], batch["code_langs"]
+        _check_batch(self, phones, phone_lens, phone_langs, codes, code_lens, code_langs)
+        return phones, phone_lens, phone_langs, codes, code_lens, code_langs
+
     # -- generation ----------------------------------------------------------------------------
+    def _sampling_options(
+        self, temperature: float | None, top_k: int | None, top_p: float | None
+    ) -> tuple[float, int, float]:
+        """``generate_batch``'s sampling arguments with the config's values where they are None."""
+        config = self.config
+        return (
+            config.temperature if temperature is None else temperature,
+            config.top_k if top_k is None else top_k,
+            config.top_p if top_p is None else top_p,
+        )
+
     def frame_limit(self, num_target_phones: int) -> int:
         """Most frames generated for a text of ``num_target_phones`` phones (the length guard)."""
         config = self.config
@@ -287,10 +308,8 @@ class ValleAR(nn.Module, ARLanguageModel):
         Each sequence stops at its own end token (or guard); under greedy decoding the outputs
         equal those of one-at-a-time generation.
         """
-        config, k = self.config, self.config.frames_per_step
-        temperature = config.temperature if temperature is None else temperature
-        top_k = config.top_k if top_k is None else top_k
-        top_p = config.top_p if top_p is None else top_p
+        k = self.config.frames_per_step
+        temperature, top_k, top_p = self._sampling_options(temperature, top_k, top_p)
         _check_prompts(self, phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs)
         batch_size, device = phones.shape[0], phones.device
         if num_target_phones is None:
@@ -388,16 +407,6 @@ class ValleAR(nn.Module, ARLanguageModel):
         return result.codes[0]
 
 
-def _check_range(name: str, values: torch.Tensor, valid: torch.Tensor, upper: int) -> None:
-    """DataError unless ``0 <= values < upper`` wherever ``valid`` is True."""
-    if values.numel() == 0:
-        return
-    chosen = values[valid.expand_as(values)] if valid.dim() == values.dim() else values
-    if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= upper):
-        low, high = int(chosen.min()), int(chosen.max())
-        raise DataError(f"valle_ar: {name} must lie in [0, {upper}), got values in [{low}, {high}].")
-
-
 def _check_batch(
     model: ValleAR,
     phones: torch.Tensor,
@@ -420,10 +429,10 @@ def _check_batch(
     if bool((phone_lens < 1).any()) or int(phone_lens.max()) > phones.shape[1] or int(code_lens.max()) > codes.shape[1]:
         raise DataError("valle_ar: every item needs >= 1 phone and lengths within the padded tensors.")
     phone_valid = lengths_to_mask(phone_lens, phones.shape[1])
-    _check_range("phones", phones, phone_valid, model.num_phones)
-    _check_range("phone_langs", phone_langs, phone_valid, model.num_languages)
-    _check_range("codes", codes, lengths_to_mask(code_lens, codes.shape[1]), model.codebook_size)
-    _check_range("code_langs", code_langs, torch.ones_like(code_langs, dtype=torch.bool), model.num_languages)
+    check_id_range("valle_ar", "phones", phones, phone_valid, model.num_phones)
+    check_id_range("valle_ar", "phone_langs", phone_langs, phone_valid, model.num_languages)
+    check_id_range("valle_ar", "codes", codes, lengths_to_mask(code_lens, codes.shape[1]), model.codebook_size)
+    check_id_range("valle_ar", "code_langs", code_langs, torch.ones_like(code_langs, dtype=torch.bool), model.num_languages)
 
 
 def _check_prompts(

@@ -22,6 +22,7 @@ from torch import nn
 from speechkit.errors import ConfigError, DataError
 from speechkit.interfaces.lm import NARLanguageModel
 from speechkit.nn import SinusoidalPositionalEncoding, TransformerStack, key_padding_mask, lengths_to_mask
+from speechkit.nn.checks import check_attention_width, check_id_range, require_int_context
 from speechkit.registry import NAR_LM
 
 
@@ -64,18 +65,12 @@ class ValleNAR(nn.Module, NARLanguageModel):
         nn.Module.__init__(self)
         NARLanguageModel.__init__(self, config)
         config = self.config
-        for name, value in (
-            ("num_phones", num_phones),
-            ("codebook_size", codebook_size),
-            ("num_quantizers", num_quantizers),
-            ("num_languages", num_languages),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"nar_lm 'valle_nar' needs context {name}=<positive int> when built, got {value!r}.")
+        component = "nar_lm 'valle_nar'"
+        require_int_context(component, num_phones=num_phones, codebook_size=codebook_size,
+                            num_quantizers=num_quantizers, num_languages=num_languages)
         if num_quantizers < 2:  # type: ignore[operator]
             raise ConfigError(f"nar_lm 'valle_nar' predicts levels 2..L: num_quantizers must be >= 2, got {num_quantizers}.")
-        if config.d_model % config.num_heads or config.d_model % 2:
-            raise ConfigError(f"nar_lm 'valle_nar': d_model {config.d_model} must be even and divisible by num_heads {config.num_heads}.")
+        check_attention_width(component, config.d_model, config.num_heads)
         self.num_phones, self.codebook_size = num_phones, codebook_size
         self.num_quantizers, self.num_languages = num_quantizers, num_languages
         d = config.d_model
@@ -250,10 +245,7 @@ class ValleNAR(nn.Module, NARLanguageModel):
             ("prompt_codes", prompt_codes, lengths_to_mask(prompt_lens, prompt_codes.shape[2]).unsqueeze(1), self.codebook_size),
             ("codes", codes, lengths_to_mask(code_lens, codes.shape[2]).unsqueeze(1), self.codebook_size),
         ):
-            chosen = values[valid.expand_as(values)]
-            if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= upper):
-                low, high = int(chosen.min()), int(chosen.max())
-                raise DataError(f"valle_nar: {name} must lie in [0, {upper}), got values in [{low}, {high}].")
+            check_id_range("valle_nar", name, values, valid, upper)
 
 
 def _zero_padding(

@@ -20,12 +20,7 @@ from speechkit.errors import DataError, MissingDependencyError
 from speechkit.interfaces.frontend import Frontend
 from speechkit.interfaces.scorer import ScoreItem, Scorer
 from speechkit.interfaces.st import STFrontend
-from speechkit.plugins.scorer.phone_recognition import (
-    PhoneRecognizer,
-    build_frontend,
-    phone_tokens,
-    reference_phones,
-)
+from speechkit.plugins.scorer.phone_recognition import PhoneRecognizer, PhoneScorerMixin, phone_tokens, reference_phones
 from speechkit.plugins.scorer.text_norm import normalize_english
 from speechkit.registry import SCORER
 
@@ -72,7 +67,7 @@ def corpus_bleu_from_stats(scores: Sequence[Mapping[str, float]]) -> float:
 
 
 @SCORER.register("asr_bleu")
-class AsrBleu(Scorer):
+class AsrBleu(PhoneScorerMixin, Scorer):
     """Per item: ``asr_bleu`` (sentence BLEU) and the statistics in :data:`STAT_KEYS`.
 
     Context: ``frontend`` (for Chinese reference phones), optional ``whisper`` (a built
@@ -109,10 +104,8 @@ class AsrBleu(Scorer):
         **context: Any,
     ) -> None:
         super().__init__(config)
-        self._frontend_source = frontend
-        self._frontend: Frontend | None = None
         self._whisper = whisper
-        self.recognizer = phone_recognizer or PhoneRecognizer(self.config.pack, st_frontend)
+        self._setup_phone_scoring("asr_bleu", frontend, st_frontend, phone_recognizer)
         #: ``{utt_id: hypothesis as scored}`` of the last ``score`` call.
         self.hypotheses: dict[str, str] = {}
 
@@ -124,13 +117,6 @@ class AsrBleu(Scorer):
 
             self._whisper = build("scorer", {"name": "whisper_wer", **self.config.whisper})
         return self._whisper
-
-    @property
-    def frontend(self) -> Frontend:
-        """The text frontend for Chinese reference phones (built on first use)."""
-        if self._frontend is None:
-            self._frontend = build_frontend(self._frontend_source, self.config.frontend, "asr_bleu")
-        return self._frontend
 
     def _english_transcript(self, item: ScoreItem) -> str:
         known = getattr(self._whisper, "hypotheses", {}) if self._whisper is not None else {}

@@ -15,18 +15,13 @@ from typing import Any, Sequence
 from speechkit.interfaces.frontend import Frontend
 from speechkit.interfaces.scorer import ScoreItem, Scorer
 from speechkit.interfaces.st import STFrontend
-from speechkit.plugins.scorer.phone_recognition import (
-    PhoneRecognizer,
-    build_frontend,
-    phone_tokens,
-    reference_phones,
-)
+from speechkit.plugins.scorer.phone_recognition import PhoneRecognizer, PhoneScorerMixin, phone_tokens, reference_phones
 from speechkit.plugins.scorer.whisper_wer import word_errors
 from speechkit.registry import SCORER
 
 
 @SCORER.register("ctc_cer")
-class CtcPhoneErrorRate(Scorer):
+class CtcPhoneErrorRate(PhoneScorerMixin, Scorer):
     """Per item: ``per`` (phone errors / reference phones), ``phone_errors``, ``ref_phones``.
 
     Context: ``frontend`` (a :class:`Frontend` or its spec, to phonemize the reference text),
@@ -64,18 +59,9 @@ class CtcPhoneErrorRate(Scorer):
         **context: Any,
     ) -> None:
         super().__init__(config)
-        self._frontend_source = frontend
-        self._frontend: Frontend | None = None
-        self.recognizer = phone_recognizer or PhoneRecognizer(self.config.pack, st_frontend)
+        self._setup_phone_scoring("ctc_cer", frontend, st_frontend, phone_recognizer)
         #: ``{utt_id: recognised tokens joined by spaces}`` of the last ``score`` call.
         self.hypotheses: dict[str, str] = {}
-
-    @property
-    def frontend(self) -> Frontend:
-        """The text frontend for reference phones (built on first use)."""
-        if self._frontend is None:
-            self._frontend = build_frontend(self._frontend_source, self.config.frontend, "ctc_cer")
-        return self._frontend
 
     def tokens(self, phones: Sequence[Any]) -> list[str]:
         """Phones -> compared tokens under this scorer's tone/boundary options."""

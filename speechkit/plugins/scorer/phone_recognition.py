@@ -84,6 +84,39 @@ class PhoneRecognizer:
         return self._cache[key]
 
 
+class PhoneScorerMixin:
+    """What the phone-comparing scorers (``ctc_cer``, ``asr_bleu``) share: a recogniser of the
+    audio's phones and a text frontend for the reference's phones, built on first use.
+
+    A scorer using it has a config with ``pack`` and ``frontend`` options and calls
+    :meth:`_setup_phone_scoring` from its constructor.
+    """
+
+    config: Any
+
+    def _setup_phone_scoring(
+        self,
+        who: str,
+        frontend: Frontend | Mapping[str, Any] | None,
+        st_frontend: STFrontend | None,
+        phone_recognizer: PhoneRecognizer | None,
+    ) -> None:
+        """Keep the context: ``who`` names the scorer in errors, ``frontend`` (instance or spec,
+        else the config's ``frontend``), ``st_frontend`` (else the config's ``pack`` is loaded)
+        and an optional shared ``phone_recognizer``."""
+        self._who = who
+        self._frontend_source = frontend
+        self._frontend: Frontend | None = None
+        self.recognizer = phone_recognizer or PhoneRecognizer(self.config.pack, st_frontend)
+
+    @property
+    def frontend(self) -> Frontend:
+        """The text frontend for reference phones (built on first use)."""
+        if self._frontend is None:
+            self._frontend = build_frontend(self._frontend_source, self.config.frontend, self._who)
+        return self._frontend
+
+
 def reference_phones(frontend: Frontend, text: str, lang: str, utt_id: str, who: str) -> PhoneSequence:
     """Phones of the reference ``text``; a text the frontend rejects is a :class:`DataError` naming the item."""
     if not text.strip():

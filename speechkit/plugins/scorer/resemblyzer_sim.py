@@ -15,6 +15,7 @@ import numpy as np
 from speechkit.errors import DataError, MissingDependencyError
 from speechkit.interfaces.scorer import ScoreItem, Scorer
 from speechkit.registry import SCORER
+from speechkit.utils.threads import one_torch_thread
 
 RESEMBLYZER_RATE = 16000
 
@@ -71,11 +72,7 @@ class ResemblyzerSimilarity(Scorer):
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """Mean cosine between each item's wav and its reference wavs (one torch thread)."""
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             scores = []
             for item in items:
                 if not item.reference_wavs:
@@ -84,5 +81,3 @@ class ResemblyzerSimilarity(Scorer):
                 cosines = [float(np.dot(embedding, self.embed(ref))) for ref in item.reference_wavs]
                 scores.append({"speaker_sim": float(np.mean(cosines))})
             return scores
-        finally:
-            torch.set_num_threads(threads)

@@ -26,6 +26,7 @@ from speechkit.errors import DataError
 from speechkit.interfaces.scorer import ScoreItem, Scorer
 from speechkit.plugins.scorer.resemblyzer_sim import ResemblyzerSimilarity
 from speechkit.registry import SCORER
+from speechkit.utils.threads import one_torch_thread
 
 
 @SCORER.register("speaker_margin")
@@ -55,11 +56,7 @@ class SpeakerMargin(Scorer):
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """The similarities of each item that its wavs allow (one torch thread)."""
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             scores = []
             for item in items:
                 if not (item.reference_wavs or item.same_speaker_wavs):
@@ -78,5 +75,3 @@ class SpeakerMargin(Scorer):
                     result["sim_margin"] = result["sim_same"] - result["sim_other"]
                 scores.append(result)
             return scores
-        finally:
-            torch.set_num_threads(threads)

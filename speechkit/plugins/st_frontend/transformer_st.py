@@ -38,6 +38,7 @@ from speechkit.interfaces.frontend import Phone, PhoneSequence
 from speechkit.interfaces.st import STFrontend
 from speechkit.nn import SinusoidalPositionalEncoding, TransformerStack, key_padding_mask, lengths_to_mask
 from speechkit.nn.ctc import alignment_durations, ctc_forced_align, ctc_greedy_decode, rescale_durations
+from speechkit.nn.checks import check_attention_width, require_int_context
 from speechkit.plugins.st_frontend.decoder import PhoneDecoder
 from speechkit.plugins.st_frontend.search import beam_search, greedy_search
 from speechkit.plugins.st_frontend.subsampling import ConvSubsampling
@@ -115,9 +116,7 @@ class TransformerST(nn.Module, STFrontend):
             elif num_phones != len(token_list):
                 raise ConfigError(f"st_frontend 'transformer_st': num_phones={num_phones} but token_list has "
                                   f"{len(token_list)} tokens; pass the same phone table for both.")
-        for name, value in (("num_phones", num_phones), ("num_languages", num_languages)):
-            if not isinstance(value, int) or value < 2:
-                raise ConfigError(f"st_frontend 'transformer_st' needs context {name}=<int >= 2> when built, got {value!r}.")
+        require_int_context("st_frontend 'transformer_st'", 2, num_phones=num_phones, num_languages=num_languages)
         _validate_config(config)
         self.num_phones, self.num_languages = num_phones, num_languages
         self.token_list = token_list
@@ -406,8 +405,7 @@ class TransformerST(nn.Module, STFrontend):
 def _validate_config(config: TransformerST.Config) -> None:
     """Raise :class:`ConfigError` naming the first invalid option."""
     name = "st_frontend 'transformer_st'"
-    if config.d_model % config.num_heads or config.d_model % 2:
-        raise ConfigError(f"{name}: d_model {config.d_model} must be even and divisible by num_heads {config.num_heads}.")
+    check_attention_width(name, config.d_model, config.num_heads)
     for option in ("encoder_layers", "decoder_layers", "conv_channels", "ffn_dim", "num_mels", "beam_size", "sample_rate"):
         if getattr(config, option) < 1:
             raise ConfigError(f"{name}: {option} must be >= 1, got {getattr(config, option)}.")

@@ -12,15 +12,6 @@ from speechkit.registry import build
 SAMPLE_RATE = 16000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster and immune to oversubscription on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def sweep(seconds: float, low: float, high: float, seed: int) -> torch.Tensor:
     """A harmonic sine sweep with a little noise: FloatTensor[S]."""
     generator = torch.Generator().manual_seed(seed)

@@ -1,8 +1,6 @@
 """valle_nar: level conditioning, tied weights, random levels, greedy generation."""
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 import torch
 
@@ -12,15 +10,6 @@ from speechkit.testing import check_nar_lm
 
 CONTEXT = {"num_phones": 20, "codebook_size": 16, "num_quantizers": 4, "num_languages": 3}
 TINY = {"d_model": 32, "num_heads": 2, "num_layers": 2, "ffn_dim": 64, "dropout": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and the CI machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_nar(**options: object) -> torch.nn.Module:

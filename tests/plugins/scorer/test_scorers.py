@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from speechkit import registry
 from speechkit.errors import DataError
@@ -21,15 +20,6 @@ needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="esp
 
 def _has(*modules: str) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> None:
-    """Two torch threads on a busy 2-core machine are far slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,6 @@ TINY = {"name": "convnext_istft", "channels": 32, "layers": 2, "batch_size": 4, 
         "checkpoint_every": 10, "learning_rate": 3e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster and immune to oversubscription on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def pairs(count: int = 4) -> list[tuple[torch.Tensor, torch.Tensor]]:
     log_mel = LogMel(MelSpec())
     out = []

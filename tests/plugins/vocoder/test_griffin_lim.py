@@ -11,15 +11,6 @@ from speechkit.errors import AudioError
 from speechkit.registry import build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster and immune to oversubscription on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tone(seconds: float = 0.5, f0: float = 220.0) -> torch.Tensor:
     t = torch.arange(int(seconds * 16000)) / 16000
     return sum(0.2 / k * torch.sin(2 * math.pi * k * f0 * t) for k in range(1, 5)).float()
