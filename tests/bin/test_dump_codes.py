@@ -183,3 +183,18 @@ def test_fit_cap_and_bad_options(recipe: Path) -> None:
     assert _run(recipe, "--override", "tokens.fit_max_utts=2") == 0
     marker = json.loads((recipe / "exp" / "codec" / ".done.codec").read_text())
     assert marker["fit_utts"] == 2
+
+
+def test_stage3_runs_with_a_third_party_codec_plugin(tmp_path: Path, fake_plugin: Path) -> None:
+    """The installed fake plugin's `band_energy` codec, named only in YAML, drives stage 3."""
+    _make_data(tmp_path, "train", 4)
+    _make_data(tmp_path, "dev", 3)
+    (tmp_path / "conf.yaml").write_text("codec: {name: band_energy, num_bands: 3, levels: 16}\n")
+    assert _run(tmp_path, "--nj", "2") == 0
+    info = json.loads((tmp_path / "dump" / "codec_info.json").read_text())
+    assert info["name"] == "band_energy" and info["num_quantizers"] == 3 and info["codebook_size"] == 16
+    reader = tokens.load_codes(tmp_path / "dump" / "dev" / "codes.scp")
+    assert len(reader) == 3
+    for codes in reader.values():
+        assert codes.shape[0] == 3 and int(codes.max()) < 16
+    assert type(load_codec(tmp_path / "exp" / "codec")).__module__ == "speechkit_fake_plugin.codec"
