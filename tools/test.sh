@@ -4,6 +4,6 @@
 #   bash tools/test.sh -k registry     # extra arguments go to pytest
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$root/tools/install.sh"
+SPEECHKIT_WITH_ENCODEC=${SPEECHKIT_WITH_ENCODEC:-1} bash "$root/tools/install.sh"  # encodec too, so its plugin tests run
 cd "$root"
 exec "${SPEECHKIT_VENV:-$root/.venv}/bin/python" -m pytest -n 2 "$@"
