@@ -50,7 +50,11 @@ def git_state(directory: str | Path = ".") -> dict[str, Any]:
 
 
 def environment(directory: str | Path = ".") -> dict[str, Any]:
-    """Machine and software facts for a results header."""
+    """Machine and software facts for a results header.
+
+    ``directory`` is the experiment's parent (kept for callers); the git facts are those of the
+    repository holding the running speechkit code.
+    """
     import torch
 
     import speechkit
@@ -69,7 +73,9 @@ def environment(directory: str | Path = ".") -> dict[str, Any]:
         "speechmos": package_version("speechmos"),
         "sacrebleu": package_version("sacrebleu"),
         "jiwer": package_version("jiwer"),
-        **{f"git_{key}": value for key, value in git_state(directory).items()},
+        # the commit of the speechkit code that is running (not of the working directory, which
+        # may be a recipe copy, or a checkout other than the code that produced the results)
+        **{f"git_{key}": value for key, value in git_state(Path(speechkit.__file__).resolve().parent).items()},
     }
 
 
