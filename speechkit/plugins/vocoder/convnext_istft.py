@@ -21,11 +21,11 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from speechkit.audio.mel import LogMel, MelSpec
+from speechkit.audio.mel import LogMel
 from speechkit.errors import ConfigError
-from speechkit.interfaces.vocoder import Vocoder
 from speechkit.plugins.vocoder.griffin_lim import check_features
 from speechkit.plugins.vocoder.vocoder_losses import MultiResolutionSTFTLoss
+from speechkit.plugins.vocoder.mel_vocoder import MelVocoder
 from speechkit.registry import VOCODER
 from speechkit.utils.fs import atomic_open, atomic_write_text
 
@@ -81,7 +81,7 @@ class ConvNeXtISTFTNet(nn.Module):
 
 
 @VOCODER.register("convnext_istft")
-class ConvNeXtISTFTVocoder(Vocoder):
+class ConvNeXtISTFTVocoder(MelVocoder):
     """Trainable vocoder for natural-log magnitude mel frames (:class:`speechkit.audio.mel.LogMel`).
 
     Context (from the codec): ``sample_rate``, ``hop_length``, ``num_mels``, optionally
@@ -124,33 +124,17 @@ class ConvNeXtISTFTVocoder(Vocoder):
         threads: int = 1
         seed: int = 0
 
-    def __init__(
-        self,
-        config: "ConvNeXtISTFTVocoder.Config | None" = None,
-        *,
-        sample_rate: int = 16000,
-        hop_length: int = 256,
-        num_mels: int = 80,
-        n_fft: int = 1024,
-        f_min: float = 0.0,
-        f_max: float = 0.0,
-        **context: object,
-    ) -> None:
-        super().__init__(config)
+    def __init__(self, config: "ConvNeXtISTFTVocoder.Config | None" = None, **context: object) -> None:
+        super().__init__(config, **context)  # mel layout from the codec: self.mel_spec
         cfg = self.config
         if cfg.istft_hops < 2:
             raise ConfigError(f"convnext_istft: istft_hops must be >= 2 (got {cfg.istft_hops}).")
-        self.mel_spec = MelSpec(sample_rate, n_fft, hop_length, num_mels, f_min, f_max)
-        self.synthesis_fft = cfg.istft_hops * hop_length
+        self.synthesis_fft = cfg.istft_hops * self.mel_spec.hop_length
         torch.manual_seed(cfg.seed)
-        self.net = ConvNeXtISTFTNet(num_mels, self.synthesis_fft, cfg.channels, cfg.layers, cfg.kernel_size)
+        self.net = ConvNeXtISTFTNet(self.mel_spec.num_mels, self.synthesis_fft, cfg.channels, cfg.layers, cfg.kernel_size)
         self._window = torch.hann_window(self.synthesis_fft)
         self._feature_stats = torch.tensor([0.0, 1.0])  # mean, std of the log-mel input
         self._fitted = False
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel_spec.sample_rate
 
     @property
     def is_fitted(self) -> bool:

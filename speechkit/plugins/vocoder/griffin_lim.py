@@ -10,9 +10,9 @@ import dataclasses
 
 import torch
 
-from speechkit.audio.mel import MelSpec, mel_filterbank
+from speechkit.audio.mel import mel_filterbank
 from speechkit.errors import AudioError
-from speechkit.interfaces.vocoder import Vocoder
+from speechkit.plugins.vocoder.mel_vocoder import MelVocoder
 from speechkit.registry import VOCODER
 
 
@@ -27,7 +27,7 @@ def check_features(features: object, num_mels: int, where: str) -> torch.Tensor:
 
 
 @VOCODER.register("griffin_lim")
-class GriffinLimVocoder(Vocoder):
+class GriffinLimVocoder(MelVocoder):
     """Inverts natural-log magnitude mel frames (the layout of :class:`speechkit.audio.mel.LogMel`).
 
     Context (from the codec that builds it): ``sample_rate``, ``hop_length``, ``num_mels``,
@@ -52,26 +52,10 @@ class GriffinLimVocoder(Vocoder):
         power: float = 1.0
         seed: int = 0
 
-    def __init__(
-        self,
-        config: "GriffinLimVocoder.Config | None" = None,
-        *,
-        sample_rate: int = 16000,
-        hop_length: int = 256,
-        num_mels: int = 80,
-        n_fft: int = 1024,
-        f_min: float = 0.0,
-        f_max: float = 0.0,
-        **context: object,
-    ) -> None:
-        super().__init__(config)
-        self.mel_spec = MelSpec(sample_rate, n_fft, hop_length, num_mels, f_min, f_max)
+    def __init__(self, config: "GriffinLimVocoder.Config | None" = None, **context: object) -> None:
+        super().__init__(config, **context)  # mel layout from the codec: self.mel_spec
         self._inverse = torch.linalg.pinv(mel_filterbank(self.mel_spec))  # [F, D]
-        self._window = torch.hann_window(n_fft)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel_spec.sample_rate
+        self._window = torch.hann_window(self.mel_spec.n_fft)
 
     def synthesize(self, features: torch.Tensor) -> torch.Tensor:
         """features: log-mel FloatTensor[T, D] -> wav FloatTensor[(T - 1) * hop_length]."""
