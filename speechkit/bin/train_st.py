@@ -165,7 +165,7 @@ def phone_error_rates(pairs: dict[str, list[tuple[str, str]]]) -> dict[str, dict
     return results
 
 
-def _target_langs(corpus: st_dataset.STCorpus, rows: Sequence[int], device: torch.device) -> torch.Tensor:
+def _decoder_langs(corpus: st_dataset.STCorpus, rows: Sequence[int], device: torch.device) -> torch.Tensor:
     """LongTensor[len(rows)]: language IDs of the rows' translations."""
     return torch.tensor([LANGUAGES[corpus.target_langs[row]] for row in rows], device=device)  # type: ignore[index]
 
@@ -193,7 +193,7 @@ def evaluate_st(model: nn.Module, corpus: st_dataset.STCorpus, table: PhoneTable
         recognized = model.recognize_ids(features, feature_lens)
         keep = [k for k, row in enumerate(rows) if corpus.target[row] is not None]
         translated = dict(zip(keep, model.translate_ids(
-            features[keep], feature_lens[keep], _target_langs(corpus, [rows[k] for k in keep], device),
+            features[keep], feature_lens[keep], _decoder_langs(corpus, [rows[k] for k in keep], device),
             beam_size=beam_size) if keep else []))
         for k, row in enumerate(rows):
             source = _language_phones(table, corpus.source[row].tolist())
@@ -213,7 +213,7 @@ def evaluate_st(model: nn.Module, corpus: st_dataset.STCorpus, table: PhoneTable
     for start in range(0, len(text_rows), 64):  # MT: the distinct source texts, 64 at a time
         rows = text_rows[start:start + 64]
         phones, phone_lens = st_dataset.pad_phones([corpus.source[row] for row in rows])
-        outputs = model.translate_text_ids(phones.to(device), phone_lens.to(device), _target_langs(corpus, rows, device),
+        outputs = model.translate_text_ids(phones.to(device), phone_lens.to(device), _decoder_langs(corpus, rows, device),
                                            beam_size=beam_size)
         for row, ids in zip(rows, outputs):
             reference = _language_phones(table, corpus.target[row].tolist())  # type: ignore[union-attr]
