@@ -41,7 +41,10 @@ BUILTIN_MODULES: dict[str, dict[str, str]] = {
         "multilingual": "speechkit.plugins.frontend.multilingual",
     },
     "ar_lm": {"valle_ar": "speechkit.plugins.ar_lm.valle_ar", "aligned_ar": "speechkit.plugins.ar_lm.aligned_ar"},
-    "nar_lm": {"valle_nar": "speechkit.plugins.nar_lm.valle_nar"},
+    "nar_lm": {
+        "valle_nar": "speechkit.plugins.nar_lm.valle_nar",
+        "continuous_nar": "speechkit.plugins.nar_lm.continuous_nar",
+    },
     "st_frontend": {"transformer_st": "speechkit.plugins.st_frontend.transformer_st"},
     "vocoder": {
         "griffin_lim": "speechkit.plugins.vocoder.griffin_lim",

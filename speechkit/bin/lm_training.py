@@ -171,6 +171,20 @@ def durations_paths(dump: Path, options: LMTrainConfig) -> dict[str, Path]:
     return paths
 
 
+def load_trained_codec(exp: Path) -> Any:
+    """The codec stage 3 fitted (``exp/codec``), for models that need its codebooks.
+
+    Raises:
+        DataError: stage 3 has not run.
+    """
+    from speechkit.codec_io import load_codec
+
+    codec_dir = exp / "codec"
+    if not codec_dir.is_dir():
+        raise DataError(f"{codec_dir} does not exist: run stage 3 (./run.sh --stage 3 --stop-stage 3) first.")
+    return load_codec(codec_dir)
+
+
 def read_codec_info(dump: Path) -> dict[str, Any]:
     """``dump/codec_info.json`` (stage 3), checked for the keys the LMs need."""
     path = dump / "codec_info.json"
@@ -258,6 +272,8 @@ def run_stage(
     try:
         torch.manual_seed(options.seed)  # same initial weights on every rank and every fresh run
         model = registry.build(stage.kind, spec, **context)
+        if callable(getattr(model, "attach_codec", None)):
+            model.attach_codec(load_trained_codec(exp))  # e.g. continuous_nar copies the codewords
         pairing = PairingConfig(options.cross_lingual_prompt_prob,
                                 round(options.max_prompt_seconds * float(codec_info["frame_rate"])), options.seed)
         corpora = [load_lm_corpus(data / name, dump / name / CODES_SCP, phone_table, cache=options.cache_codes,

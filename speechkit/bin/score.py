@@ -6,7 +6,8 @@ Usage (from a recipe dir)::
 
 For each ``<exp>/infer/<task>/items.jsonl`` (stage 7; one JSON object per synthesized utterance:
 ``id, task, speaker, lang, text, source_text, prompt_utt, prompt_wav, reference_wav,
-other_speaker_wavs, pair`` and ``wav``, else ``<task dir>/<id>.wav``) the scorers configured for
+other_speaker_wavs, pair``, optionally ``same_speaker_wav`` (the speaker's other sentence for
+similarity; default ``reference_wav``) and ``wav``, else ``<task dir>/<id>.wav``) the scorers configured for
 the item's language in the config's ``score:`` section are applied (an entry may carry
 ``tasks: [glob, ...]`` to run on matching tasks only, e.g. ASR-BLEU on ``s2st_*``). Outputs per
 task, in ``<exp>/score/<task>/``: ``scores.jsonl`` (per item: scores and ASR transcripts) and
@@ -118,7 +119,8 @@ def to_score_item(item: dict[str, Any], task_dir: Path) -> ScoreItem:
     item_id = str(item["id"])
     wav = _resolve(item.get("wav") or f"{item_id}.wav", task_dir, "wav", item_id)
     prompt = [_resolve(item["prompt_wav"], task_dir, "prompt_wav", item_id)] if item.get("prompt_wav") else []
-    same = [_resolve(item["reference_wav"], task_dir, "reference_wav", item_id)] if item.get("reference_wav") else []
+    same_key = "same_speaker_wav" if item.get("same_speaker_wav") else "reference_wav"
+    same = [_resolve(item[same_key], task_dir, same_key, item_id)] if item.get(same_key) else []
     others = [_resolve(p, task_dir, "other_speaker_wavs entry", item_id) for p in item.get("other_speaker_wavs") or []]
     return ScoreItem(item_id, wav, str(item["lang"]), str(item.get("text") or ""), prompt, same, others)
 

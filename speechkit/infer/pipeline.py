@@ -12,7 +12,8 @@ pipeline pack (:func:`speechkit.infer.pipeline_pack.assemble_pipeline_pack`)::
 Synthesis follows the paper: the phone sequence is <prompt transcript ; target text>, the AR LM
 continues the prompt's level-1 codes until its end token (KV-cached, many requests per batch,
 each stopping on its own), the NAR LM fills levels 2..L greedily from the target phones and the
-whole prompt, and the codec decodes. The AR's language ID is the target text's language unless
+whole prompt, and the codec decodes (a feature-predicting NAR such as ``continuous_nar`` hands
+its features straight to the codec's vocoder). The AR's language ID is the target text's language unless
 ``accent`` overrides it (the paper's accent control).
 """
 from __future__ import annotations
@@ -336,9 +337,11 @@ class VallexPipeline:
         min_frames = max(2, math.ceil(self.options.min_output_seconds * self.codec.frame_rate))
         nonempty = [row for row, codes in enumerate(level1) if codes.numel() >= min_frames]
         all_levels: dict[int, torch.Tensor] = {}
+        features: dict[int, torch.Tensor] = {}
         if nonempty:
-            filled = self._fill_levels([requests[row] for row in nonempty], [level1[row] for row in nonempty])
+            filled, predicted = self._fill_levels([requests[row] for row in nonempty], [level1[row] for row in nonempty])
             all_levels = dict(zip(nonempty, filled))
+            features = dict(zip(nonempty, predicted)) if predicted is not None else {}
         results = []
         for row, request in enumerate(requests):
             if row not in all_levels:
@@ -348,23 +351,39 @@ class VallexPipeline:
                 results.append(SynthesisResult(np.zeros(0, dtype=np.float32), empty, "empty", request))
                 continue
             codes = all_levels[row]
-            wav = self.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
+            if row in features:
+                wav = self.codec.features_to_wav(features[row]).detach().cpu().float().numpy().reshape(-1)  # type: ignore[attr-defined]
+            else:
+                wav = self.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
             results.append(SynthesisResult(wav, codes, generation.stop_reasons[row], request))
         return results
 
-    def _fill_levels(self, requests: list[SynthesisRequest], level1: list[torch.Tensor]) -> list[torch.Tensor]:
-        """NAR levels 2..L for B requests (level1: LongTensor[T_b] each) -> LongTensor[L, T_b] each."""
+    @property
+    def decodes_features(self) -> bool:
+        """Whether the NAR's predicted features go to the vocoder directly (a feature-predicting
+        NAR such as ``continuous_nar`` and a codec with ``features_to_wav``) instead of its codes."""
+        return bool(getattr(self.nar_lm, "predicts_features", False)) and callable(getattr(self.codec, "features_to_wav", None))
+
+    def _fill_levels(self, requests: list[SynthesisRequest], level1: list[torch.Tensor]
+                     ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """NAR levels 2..L for B requests (level1: LongTensor[T_b] each) -> (LongTensor[L, T_b] each,
+        and with :attr:`decodes_features` the predicted FloatTensor[T_b, F] each, else None)."""
         device, table = self.device, self.phone_table
         phones, phone_lens = pad_sequences([torch.tensor(table.encode(req.phones)) for req in requests])
         phone_langs, _ = pad_sequences([torch.tensor(token_language_ids(req.phones)) for req in requests])
         prompt_codes, prompt_lens = pad_sequences([req.prompt.codes for req in requests])  # [B, L, Tp]
         codes, code_lens = pad_sequences(level1)  # [B, T]
-        filled = self.nar_lm.generate_batch(
-            phones.to(device), phone_lens.to(device), phone_langs.to(device), prompt_codes.to(device),
-            prompt_lens.to(device), codes.to(device), code_lens.to(device),
-        )
+        args = (phones.to(device), phone_lens.to(device), phone_langs.to(device), prompt_codes.to(device),
+                prompt_lens.to(device), codes.to(device), code_lens.to(device))
+        lengths = [int(length) for length in code_lens]
+        if self.decodes_features:
+            predicted = self.nar_lm.generate_features_batch(*args)  # type: ignore[attr-defined]
+            filled = self.nar_lm.requantize(predicted, args[5])  # type: ignore[attr-defined]
+            features = [predicted[row, :length].cpu() for row, length in enumerate(lengths)]
+        else:
+            filled, features = self.nar_lm.generate_batch(*args), None
         assert filled.shape[:2] == (len(requests), self.codec.num_quantizers), tuple(filled.shape)
-        return [filled[row, :, : int(code_lens[row])].cpu() for row in range(len(requests))]
+        return [filled[row, :, :length].cpu() for row, length in enumerate(lengths)], features
 
     # -- speech to speech translation ----------------------------------------------------------
     def speech_request(

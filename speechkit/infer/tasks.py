@@ -94,6 +94,10 @@ class TaskItem:
     reference_utt: str
     reference_wav: str
     other_speaker_wavs: list[str]
+    #: The speaker's real speech in ``lang`` for speaker similarity: another sentence than
+    #: ``reference_wav`` when the speaker has one (else ``reference_wav``), so the ground-truth
+    #: and resynthesis rows are not compared with themselves.
+    same_speaker_wav: str = ""
 
     def as_record(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
@@ -169,11 +173,14 @@ def _speaker_items(name: str, spec: TaskSpec, test: TestSet, speaker: str, targe
         prompt_pair = pairs[(index + 1) % len(pairs)] if same_language else pair
         prompt = test.find(speaker, prompt_pair, source)
         assert reference is not None and prompt is not None
+        in_target = test.pairs_in(speaker, target)
+        same_pair = in_target[(in_target.index(pair) + 1) % len(in_target)]
+        same = test.find(speaker, same_pair, target) or reference
         items.append(TaskItem(
             id=reference, task=name, speaker=speaker, pair=pair, lang=target, text=data.text[reference],
             source_lang=source, source_text=data.text[prompt] if not same_language else data.text[reference],
             lid=source if spec.source_lid else target, prompt_utt=prompt, prompt_wav=data.wav_scp[prompt],
             prompt_text=data.text[prompt], reference_utt=reference, reference_wav=data.wav_scp[reference],
-            other_speaker_wavs=test.others(speaker, pair, target, num_other),
+            other_speaker_wavs=test.others(speaker, pair, target, num_other), same_speaker_wav=data.wav_scp[same],
         ))
     return items

@@ -57,9 +57,10 @@ def synthetic_voice(seconds: float, f0: float, seed: int = 0) -> torch.Tensor:
     return (wav + 0.01 * torch.randn(len(t), generator=generator)).float()
 
 
-def build_tiny_parts(directory: str | Path, *, with_st: bool = True, seed: int = 0) -> TinyParts:
+def build_tiny_parts(directory: str | Path, *, with_st: bool = True, seed: int = 0,
+                     nar_spec: dict[str, Any] | None = None) -> TinyParts:
     """Write ``codec/``, ``ar_pack/``, ``nar_pack/`` [, ``st_pack/``] and ``tokens.txt`` under
-    ``directory`` (random weights seeded by ``seed``)."""
+    ``directory`` (random weights seeded by ``seed``; ``nar_spec`` default :data:`NAR_SPEC`)."""
     from speechkit.codec_io import save_codec
     from speechkit.pack import save_pack
     from speechkit.registry import build
@@ -78,7 +79,9 @@ def build_tiny_parts(directory: str | Path, *, with_st: bool = True, seed: int =
     torch.manual_seed(seed)
     ar = build("ar_lm", AR_SPEC, **context).eval()
     _never_end(ar)
-    nar = build("nar_lm", NAR_SPEC, **nar_context).eval()
+    nar = build("nar_lm", nar_spec or NAR_SPEC, **nar_context).eval()
+    if callable(getattr(nar, "attach_codec", None)):
+        nar.attach_codec(codec)
     save_pack(directory / "ar_pack", {"ar_lm": ar}, {"ar_lm": context})
     save_pack(directory / "nar_pack", {"nar_lm": nar}, {"nar_lm": nar_context})
     st_pack = None
@@ -90,11 +93,12 @@ def build_tiny_parts(directory: str | Path, *, with_st: bool = True, seed: int =
                      directory / "tokens.txt", dict(FRONTEND_SPEC), frontend)
 
 
-def build_tiny_pipeline_pack(directory: str | Path, *, with_st: bool = True, seed: int = 0) -> Path:
+def build_tiny_pipeline_pack(directory: str | Path, *, with_st: bool = True, seed: int = 0,
+                             nar_spec: dict[str, Any] | None = None) -> Path:
     """:func:`build_tiny_parts` under ``directory/parts``, assembled into ``directory/pack``."""
     from speechkit.infer.pipeline_pack import assemble_pipeline_pack
 
-    parts = build_tiny_parts(Path(directory) / "parts", with_st=with_st, seed=seed)
+    parts = build_tiny_parts(Path(directory) / "parts", with_st=with_st, seed=seed, nar_spec=nar_spec)
     return assemble_pipeline_pack(Path(directory) / "pack", parts.codec_dir, parts.ar_pack, parts.nar_pack,
                                   parts.st_pack, parts.frontend_spec, parts.tokens, frontend=parts.frontend)
 

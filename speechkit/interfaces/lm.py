@@ -105,6 +105,13 @@ class NARLanguageModel(Component):
 
     Context passed when built: ``num_phones``, ``codebook_size``, ``num_quantizers`` (L),
     ``num_languages``.
+
+    Optional extensions, duck-typed: ``attach_codec(codec)`` (stage 5 calls it with the fitted
+    codec before training, e.g. to copy its codebooks); ``predicts_features = True`` with
+    ``generate_features_batch(...)`` (arguments as :meth:`generate_batch`, returning the codec's
+    features FloatTensor[B, T, F]) and ``requantize(features, level1) -> LongTensor[B, L, T]``: the
+    pipeline then vocodes the features with ``codec.features_to_wav`` when the codec has it
+    (``continuous_nar``).
     """
 
     @abc.abstractmethod

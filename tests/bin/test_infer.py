@@ -17,7 +17,7 @@ from speechkit.pack import read_manifest
 TEXT = {("p1", "en"): "Yesterday was Sunday.", ("p1", "zh"): "昨天是星期日。",
         ("p2", "en"): "She is a teacher.", ("p2", "zh"): "她是老师。"}
 FIELDS = {"id", "task", "speaker", "lang", "text", "source_text", "prompt_utt", "prompt_wav", "reference_wav",
-          "other_speaker_wavs", "pair", "lid", "wav", "stop_reason", "error"}
+          "other_speaker_wavs", "pair", "lid", "wav", "stop_reason", "error", "same_speaker_wav"}
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,10 @@ def test_stage7_writes_every_task_and_is_idempotent(recipe: Path) -> None:
             assert item["wav"] is not None or item["error"]
         if task.startswith(("xl_", "zs_", "resynth")):
             assert all(item["wav"] and "/exp/infer/" in item["wav"] for item in items), task
-    assert all(item["wav"] == item["reference_wav"] for item in read_items(recipe, "ground_truth"))
+    ground_truth = read_items(recipe, "ground_truth")
+    assert all(item["wav"] == item["reference_wav"] for item in ground_truth)
+    assert all(item["same_speaker_wav"] != item["wav"] and item["speaker"] in item["same_speaker_wav"]
+               for item in ground_truth), "similarity to the same speaker uses another of their sentences"
     nolid = read_items(recipe, "xl_zh2en_nolid")
     assert all((item["lang"], item["lid"]) == ("en", "zh") for item in nolid)
     assert all(item["target_phones"].startswith("en:") for item in read_items(recipe, "s2st_oracle_zh2en"))

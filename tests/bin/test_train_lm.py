@@ -215,3 +215,38 @@ def test_aligned_ar_gap_needs_the_aligner_for_the_wrong_text(recipe):
                   num_phones=len(table), codebook_size=CODEBOOK, num_languages=3)
     with pytest.raises(DataError, match="realign"):
         text_use_gap(model, ARPairDataset(corpus, PairingConfig()), max_items=4)
+
+
+def _save_tiny_codec(recipe: Path) -> None:
+    """exp/codec: a mel_rvq fitted on sine sweeps with the fixture's layout (LEVELS x CODEBOOK)."""
+    import math
+
+    from speechkit.codec_io import save_codec
+    from speechkit.registry import build
+
+    t = torch.arange(8000) / 16000
+    wavs = [0.3 * torch.sin(2 * math.pi * (150 + 60 * i) * t * (1 + t)) for i in range(4)]
+    codec = build("codec", {"name": "mel_rvq", "num_quantizers": LEVELS, "codebook_size": CODEBOOK,
+                            "kmeans_iterations": 2, "vocoder": {"name": "griffin_lim", "iterations": 2}})
+    codec.fit(wavs)
+    save_codec(codec, recipe / "exp" / "codec")
+
+
+def test_continuous_nar_stage_copies_the_codec_codewords_into_its_pack(recipe):
+    config = _config()
+    config.nar_lm = {"name": "continuous_nar", "d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64,
+                     "dropout": 0.0}
+    with pytest.raises(DataError, match="stage 3"):
+        _run(train_nar.NAR_STAGE, recipe, config)
+    _save_tiny_codec(recipe)
+    pack_dir = _run(train_nar.NAR_STAGE, recipe, config)
+    model = load_pack(pack_dir)["nar_lm"]
+    from speechkit.codec_io import load_codec
+
+    codec = load_codec(recipe / "exp" / "codec")
+    codes = torch.randint(0, CODEBOOK, (LEVELS, 6))
+    assert torch.allclose(model.features_of(codes.unsqueeze(0))[0], codec.dequantize(codes), atol=1e-5)
+    report = json.loads((recipe / "exp" / "nar" / "level_accuracy.json").read_text())
+    assert sorted(report["levels"]) == [str(level) for level in range(2, LEVELS + 1)]
+    filled = model.generate(torch.tensor([5, 6]), torch.tensor([1, 1]), codes[:, :4], torch.tensor([1, 2, 3]))
+    assert filled.shape == (LEVELS, 3) and filled[0].tolist() == [1, 2, 3]

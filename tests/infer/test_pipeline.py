@@ -10,7 +10,7 @@ import torch
 from speechkit.errors import AudioError, ConfigError, TextError
 from speechkit.infer import VallexPipeline, VoicePrompt, assemble_pipeline_pack
 from speechkit.infer.tiny import synthetic_voice
-from speechkit.text.languages import language_id
+from speechkit.text.languages import language_id, token_language_ids
 
 TEXTS = ["Yesterday was Sunday.", "Good.", "我很好。", "She is a young teacher, and she likes tea."]
 
@@ -175,3 +175,29 @@ def test_the_ar_gets_the_target_phone_count_so_it_starts_on_the_target_text(
             frame_phones = generation.frame_phones[row]
             assert frame_phones.numel() > 0 and int(frame_phones[0]) == 0
             assert int(frame_phones.min()) >= 0 and int(frame_phones.max()) < len(request.phones)
+
+
+def test_a_feature_predicting_nar_feeds_the_vocoder_directly(tmp_path: Path) -> None:
+    from speechkit.infer import SynthesisOptions
+    from speechkit.infer.tiny import NAR_SPEC, build_tiny_pipeline_pack
+
+    spec = {**NAR_SPEC, "name": "continuous_nar", "feature_dim": 40}
+    continuous = VallexPipeline.load(build_tiny_pipeline_pack(tmp_path, with_st=False, nar_spec=spec),
+                                     SynthesisOptions(temperature=0.0))
+    assert continuous.decodes_features
+    prompt = continuous.make_voice_prompt(synthetic_voice(1.0, 140, seed=7).numpy(), 16000, "昨天是星期日。")
+    requests = [continuous.text_request(text, prompt) for text in TEXTS[:3]]
+    batched = continuous.generate(requests, batch_size=3)
+    for result in batched:
+        phones = torch.tensor(continuous.phone_table.encode(result.request.phones))
+        langs = torch.tensor(token_language_ids(result.request.phones))
+        level1 = result.codes[0]
+        features = continuous.nar_lm.generate_features_batch(
+            phones[None], torch.tensor([len(phones)]), langs[None], prompt.codes[None],
+            torch.tensor([prompt.num_frames]), level1[None], torch.tensor([len(level1)]))[0]
+        expected = continuous.codec.features_to_wav(features).numpy()
+        assert np.allclose(result.wav, expected, atol=1e-4), "the wav is the vocoded NAR features, not the codes"
+        assert torch.equal(result.codes, continuous.nar_lm.requantize(features[None], level1[None])[0])
+    single = [continuous.generate([request], batch_size=1)[0] for request in requests]
+    for one, many in zip(single, batched):
+        assert torch.equal(one.codes, many.codes) and np.allclose(one.wav, many.wav, atol=1e-4)

@@ -124,6 +124,11 @@ class MelRVQCodec(Codec):
         return max(self.quantizer.codebook_sizes)
 
     @property
+    def codebook_sizes(self) -> list[int]:
+        """Codes of each level (level 1 may be larger: ``first_codebook_size``)."""
+        return list(self.quantizer.codebook_sizes)
+
+    @property
     def is_fitted(self) -> bool:
         """Whether codebooks and statistics are trained (after :meth:`fit` or :meth:`load`)."""
         return self._fitted

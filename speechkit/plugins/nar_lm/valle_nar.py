@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechkit.errors import ConfigError, DataError
+from speechkit.errors import DataError
 from speechkit.interfaces.lm import NARLanguageModel
 from speechkit.nn import SinusoidalPositionalEncoding, TransformerStack, key_padding_mask, lengths_to_mask
-from speechkit.nn.checks import check_attention_width, check_id_range, require_int_context
+from speechkit.plugins.nar_lm.inputs import generate_one, init_nar_context, prepare_nar_inputs
 from speechkit.registry import NAR_LM
 
 
@@ -66,13 +66,7 @@ class ValleNAR(nn.Module, NARLanguageModel):
         NARLanguageModel.__init__(self, config)
         config = self.config
         component = "nar_lm 'valle_nar'"
-        require_int_context(component, num_phones=num_phones, codebook_size=codebook_size,
-                            num_quantizers=num_quantizers, num_languages=num_languages)
-        if num_quantizers < 2:  # type: ignore[operator]
-            raise ConfigError(f"nar_lm 'valle_nar' predicts levels 2..L: num_quantizers must be >= 2, got {num_quantizers}.")
-        check_attention_width(component, config.d_model, config.num_heads)
-        self.num_phones, self.codebook_size = num_phones, codebook_size
-        self.num_quantizers, self.num_languages = num_quantizers, num_languages
+        init_nar_context(self, component, config, num_phones, codebook_size, num_quantizers, num_languages)
         d = config.d_model
         self.phone_embedding = nn.Embedding(num_phones, d, padding_idx=0)  # type: ignore[arg-type]
         self.phone_language_embedding = nn.Embedding(num_languages, d)  # type: ignore[arg-type]
@@ -95,6 +89,13 @@ class ValleNAR(nn.Module, NARLanguageModel):
     def head(self, level: int) -> nn.Linear:
         """Output projection of ``level`` (2..L): FloatTensor[..., D] -> logits [..., K]."""
         return self.heads[level - 2]  # type: ignore[return-value]
+
+    def logit_scale(self, level: int) -> float:
+        """Factor on the logits of ``level``: ``d_model ** -0.5`` where the head is tied to an
+        embedding (its rows have norm ~sqrt(d), so unscaled logits start with std ~sqrt(d) and
+        the loss far above uniform), 1 for an untied head."""
+        tied = self.config.tie_weights and level < self.num_quantizers  # type: ignore[operator]
+        return self.config.d_model ** -0.5 if tied else 1.0
 
     def embedding(self, level: int) -> nn.Embedding:
         """Input embedding of ``level`` (1..L)."""
@@ -139,15 +140,15 @@ class ValleNAR(nn.Module, NARLanguageModel):
         valid = torch.cat([context_valid, lengths_to_mask(code_lens, num_frames)], dim=1)
         condition = torch.full((batch_size,), level - 2, dtype=torch.long, device=codes.device)
         hidden = self.encoder(x, key_padding_mask(valid), condition=condition)[:, context.shape[1] :]
-        return self.head(level)(hidden)
+        return self.head(level)(hidden) * self.logit_scale(level)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One level per step (see :meth:`NARLanguageModel.forward` for the batch keys)."""
         phones, phone_lens, phone_langs = batch["phones"], batch["phone_lens"], batch["phone_langs"]
         prompt_codes, prompt_lens = batch["prompt_codes"], batch["prompt_lens"]
         codes, code_lens = batch["codes"], batch["code_lens"]
-        self._check(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
-        phones, phone_langs, prompt_codes, codes = _zero_padding(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
+        phones, phone_langs, prompt_codes, codes = prepare_nar_inputs(
+            "valle_nar", self, phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
         if batch.get("level") is not None:
             level = int(batch["level"])
             if not 2 <= level <= self.num_quantizers:
@@ -177,8 +178,8 @@ class ValleNAR(nn.Module, NARLanguageModel):
         batch_size, num_frames = level1_codes.shape
         codes = torch.zeros(batch_size, self.num_quantizers, num_frames, dtype=torch.long, device=level1_codes.device)
         codes[:, 0] = level1_codes
-        self._check(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
-        phones, phone_langs, prompt_codes, codes = _zero_padding(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
+        phones, phone_langs, prompt_codes, codes = prepare_nar_inputs(
+            "valle_nar", self, phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes, code_lens)
         valid = lengths_to_mask(code_lens, num_frames)
         context, context_valid = self._context(phones, phone_lens, phone_langs, prompt_codes, prompt_lens)
         for level in range(2, self.num_quantizers + 1):
@@ -191,79 +192,4 @@ class ValleNAR(nn.Module, NARLanguageModel):
         self, phones: torch.Tensor, phone_langs: torch.Tensor, prompt_codes: torch.Tensor, level1_codes: torch.Tensor
     ) -> torch.Tensor:
         """One item (see :meth:`NARLanguageModel.generate`) -> LongTensor[L, T]."""
-        if phones.dim() != 1 or prompt_codes.dim() != 2 or level1_codes.dim() != 1:
-            raise DataError(
-                "valle_nar.generate: expected phones [P], prompt_codes [L, Tp], level1_codes [T], got "
-                f"{tuple(phones.shape)}, {tuple(prompt_codes.shape)}, {tuple(level1_codes.shape)}."
-            )
-        device = phones.device
-
-        def length(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-            return torch.tensor([tensor.shape[dim]], device=device)
-
-        codes = self.generate_batch(
-            phones.unsqueeze(0), length(phones, 0), phone_langs.unsqueeze(0),
-            prompt_codes.unsqueeze(0), length(prompt_codes, 1), level1_codes.unsqueeze(0), length(level1_codes, 0),
-        )
-        return codes[0]
-
-    def _check(
-        self,
-        phones: torch.Tensor,
-        phone_lens: torch.Tensor,
-        phone_langs: torch.Tensor,
-        prompt_codes: torch.Tensor,
-        prompt_lens: torch.Tensor,
-        codes: torch.Tensor,
-        code_lens: torch.Tensor,
-    ) -> None:
-        """Shapes and id ranges of NAR inputs (DataError naming the key)."""
-        levels = self.num_quantizers
-        if phones.dim() != 2 or phone_langs.shape != phones.shape:
-            raise DataError(
-                f"valle_nar: phones and phone_langs must be [B, P], got {tuple(phones.shape)}, {tuple(phone_langs.shape)}."
-            )
-        batch_size = phones.shape[0]
-        if prompt_codes.dim() != 3 or prompt_codes.shape[:2] != (batch_size, levels):
-            raise DataError(f"valle_nar: prompt_codes must be [B={batch_size}, L={levels}, Tp], got {tuple(prompt_codes.shape)}.")
-        if codes.dim() != 3 or codes.shape[0] != batch_size or codes.shape[1] < 1:
-            raise DataError(f"valle_nar: codes must be [B={batch_size}, L, T], got {tuple(codes.shape)}.")
-        lengths = (
-            ("phone_lens", phone_lens, phones.shape[1]),
-            ("prompt_lens", prompt_lens, prompt_codes.shape[2]),
-            ("code_lens", code_lens, codes.shape[2]),
-        )
-        for name, lens, size in lengths:
-            if lens.shape != (batch_size,) or bool((lens < 0).any()) or (batch_size and int(lens.max()) > size):
-                raise DataError(f"valle_nar: {name} must be [B] with values within the padded length {size}.")
-        if bool((phone_lens + prompt_lens + code_lens < 1).any()):
-            raise DataError("valle_nar: an item has no phones, no prompt and no frames.")
-        phone_valid = lengths_to_mask(phone_lens, phones.shape[1])
-        for name, values, valid, upper in (
-            ("phones", phones, phone_valid, self.num_phones),
-            ("phone_langs", phone_langs, phone_valid, self.num_languages),
-            ("prompt_codes", prompt_codes, lengths_to_mask(prompt_lens, prompt_codes.shape[2]).unsqueeze(1), self.codebook_size),
-            ("codes", codes, lengths_to_mask(code_lens, codes.shape[2]).unsqueeze(1), self.codebook_size),
-        ):
-            check_id_range("valle_nar", name, values, valid, upper)
-
-
-def _zero_padding(
-    phones: torch.Tensor,
-    phone_lens: torch.Tensor,
-    phone_langs: torch.Tensor,
-    prompt_codes: torch.Tensor,
-    prompt_lens: torch.Tensor,
-    codes: torch.Tensor,
-    code_lens: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Copies of the id tensors with padded positions set to 0, so any pad value is safe to embed."""
-    phone_valid = lengths_to_mask(phone_lens, phones.shape[1])
-    prompt_valid = lengths_to_mask(prompt_lens, prompt_codes.shape[2]).unsqueeze(1)
-    code_valid = lengths_to_mask(code_lens, codes.shape[2]).unsqueeze(1)
-    return (
-        phones.masked_fill(~phone_valid, 0),
-        phone_langs.masked_fill(~phone_valid, 0),
-        prompt_codes.masked_fill(~prompt_valid, 0),
-        codes.masked_fill(~code_valid, 0),
-    )
+        return generate_one(self, phones, phone_langs, prompt_codes, level1_codes)

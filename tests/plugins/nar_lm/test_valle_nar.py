@@ -1,6 +1,8 @@
 """valle_nar: level conditioning, tied weights, random levels, greedy generation."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -17,25 +19,13 @@ def tiny_nar(**options: object) -> torch.nn.Module:
     return build("nar_lm", {"name": "valle_nar", **TINY, **options}, **CONTEXT).eval()
 
 
-def random_batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    return {
-        "phones": torch.randint(1, 20, (2, 5), generator=generator),
-        "phone_lens": torch.tensor([5, 3]),
-        "phone_langs": torch.randint(0, 3, (2, 5), generator=generator),
-        "prompt_codes": torch.randint(0, 16, (2, 4, 6), generator=generator),
-        "prompt_lens": torch.tensor([6, 0]),
-        "codes": torch.randint(0, 16, (2, 4, 7), generator=generator),
-        "code_lens": torch.tensor([7, 4]),
-    }
-
 
 def test_contract() -> None:
     check_nar_lm(tiny_nar(), **CONTEXT)
 
 
-def test_level_conditioning_matters() -> None:
-    model, batch = tiny_nar(), random_batch()
+def test_level_conditioning_matters(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
     level3 = model({**batch, "level": 3})["logits"]
     level2 = model({**batch, "level": 2})["logits"]
     with torch.no_grad():  # change only the norms of level 3 (condition index 1)
@@ -56,8 +46,8 @@ def test_output_projection_is_tied_to_next_level_embedding() -> None:
     assert saved == 2 * 16 * 32, "two [K, D] matrices are shared"
 
 
-def test_random_level_follows_the_torch_seed() -> None:
-    model, batch = tiny_nar(), random_batch()
+def test_random_level_follows_the_torch_seed(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
     torch.manual_seed(3)
     first = [int(model(batch)["level"]) for _ in range(20)]
     torch.manual_seed(3)
@@ -65,8 +55,8 @@ def test_random_level_follows_the_torch_seed() -> None:
     assert set(first) == {2, 3, 4}
 
 
-def test_padding_and_prompt_positions_do_not_leak() -> None:
-    model, batch = tiny_nar(), random_batch()
+def test_padding_and_prompt_positions_do_not_leak(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
     logits = model({**batch, "level": 2})["logits"]
     changed = {**batch, "codes": batch["codes"].clone(), "prompt_codes": batch["prompt_codes"].clone()}
     changed["codes"][1, :, 4:] = 0  # padding of item 1
@@ -75,8 +65,8 @@ def test_padding_and_prompt_positions_do_not_leak() -> None:
     assert torch.allclose(again[1, :4], logits[1, :4], atol=1e-6)
 
 
-def test_generate_is_greedy_level_by_level() -> None:
-    model, batch = tiny_nar(), random_batch()
+def test_generate_is_greedy_level_by_level(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
     phones, langs, prompt = batch["phones"][0], batch["phone_langs"][0], batch["prompt_codes"][0]
     level1 = batch["codes"][0, 0]
     codes = model.generate(phones, langs, prompt, level1)
@@ -91,8 +81,8 @@ def test_generate_is_greedy_level_by_level() -> None:
         assert torch.equal(logits[0].argmax(-1), codes[level - 1]), f"level {level} is the argmax given levels < {level}"
 
 
-def test_bad_inputs_are_clear_errors() -> None:
-    model, batch = tiny_nar(), random_batch()
+def test_bad_inputs_are_clear_errors(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
     with pytest.raises(DataError, match="prompt_codes"):
         model({**batch, "prompt_codes": batch["prompt_codes"][:, :2]})
     with pytest.raises(DataError, match="level"):
@@ -101,10 +91,10 @@ def test_bad_inputs_are_clear_errors() -> None:
         model({**batch, "codes": batch["codes"] + 16})
 
 
-def test_learns_a_level_quickly() -> None:
+def test_learns_a_level_quickly(nar_batch) -> None:
     torch.manual_seed(0)
     model = build("nar_lm", {"name": "valle_nar", **TINY}, **CONTEXT).train()
-    batch = {**random_batch(1), "level": 2}
+    batch = {**nar_batch(1), "level": 2}
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):
@@ -115,3 +105,11 @@ def test_learns_a_level_quickly() -> None:
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0], f"loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+
+
+def test_valle_nar_fresh_loss_is_near_uniform_on_every_level(nar_batch) -> None:
+    """Tied heads share the N(0, 1) code embeddings: their logits are scaled by d ** -0.5."""
+    model, batch = tiny_nar(), nar_batch()
+    for level in range(2, 5):
+        loss = float(model({**batch, "level": level})["loss"])
+        assert loss < 1.5 * math.log(16), f"level {level}: fresh loss {loss:.2f} is far above uniform"
