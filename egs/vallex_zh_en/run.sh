@@ -7,7 +7,7 @@
 #   5 NAR LM    NAR training -> exp/nar/pack
 #   6 ST        speech recognition & translation training -> exp/st/pack
 #   7 infer     zero-shot / cross-lingual TTS and S2ST over the test speakers -> exp/infer/<task>
-#   8 score     WER/PER, speaker similarity, ASR-BLEU, DNSMOS -> exp/score, RESULTS.md
+#   8 score     AR training curve (exp/curve), WER/PER, speaker similarity, ASR-BLEU, DNSMOS -> RESULTS.md
 # Usage: ./run.sh [--stage 1] [--stop-stage 8] [--config conf/default.yaml] [--nj 2] [-- key=value ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -52,6 +52,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   run_logged $logs/stage7_infer.log python -m speechkit.bin.infer "${common[@]}"
 fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  run_logged $logs/stage8_curve.log python -m speechkit.bin.curve "${common[@]}"
   run_logged $logs/stage8_score.log python -m speechkit.bin.score "${common[@]}" --command "./run.sh $*"
   echo "results: $(pwd)/RESULTS.md"
 fi

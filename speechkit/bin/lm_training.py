@@ -185,6 +185,24 @@ def load_trained_codec(exp: Path) -> Any:
     return load_codec(codec_dir)
 
 
+def load_pair_datasets(
+    stage: LMStage,
+    model: nn.Module,
+    options: LMTrainConfig,
+    data: Path,
+    dump: Path,
+    phone_table: PhoneTable,
+    pairing: PairingConfig,
+    durations: dict[str, Path],
+    names: Sequence[str],
+) -> list[Dataset]:
+    """The same-speaker pair datasets of the sets ``names`` (``data/<name>`` + ``dump/<name>``),
+    as ``stage`` builds them for ``model`` (``durations``: per set, for phone-synchronous models)."""
+    corpora = [load_lm_corpus(data / name, dump / name / CODES_SCP, phone_table, cache=options.cache_codes,
+                              durations_path=durations.get(name)) for name in names]
+    return [stage.build_dataset(corpus, pairing, model) for corpus in corpora]
+
+
 def read_codec_info(dump: Path) -> dict[str, Any]:
     """``dump/codec_info.json`` (stage 3), checked for the keys the LMs need."""
     path = dump / "codec_info.json"
@@ -276,10 +294,8 @@ def run_stage(
             model.attach_codec(load_trained_codec(exp))  # e.g. continuous_nar copies the codewords
         pairing = PairingConfig(options.cross_lingual_prompt_prob,
                                 round(options.max_prompt_seconds * float(codec_info["frame_rate"])), options.seed)
-        corpora = [load_lm_corpus(data / name, dump / name / CODES_SCP, phone_table, cache=options.cache_codes,
-                                  durations_path=durations.get(name))
-                   for name in (options.train_set, options.valid_set)]
-        train_set, valid_set = (stage.build_dataset(corpus, pairing, model) for corpus in corpora)
+        train_set, valid_set = load_pair_datasets(stage, model, options, data, dump, phone_table, pairing, durations,
+                                                  [options.train_set, options.valid_set])
         train_loader, valid_loader = _loaders(stage, train_set, valid_set, options)
         parameters = sum(p.numel() for p in model.parameters())
         log.info("%s: %s with %.2f M parameters; %d training pairs (%d batches/epoch/rank), %d valid pairs",
@@ -346,6 +362,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=Path("data"), help="root of the Kaldi data dirs")
     parser.add_argument("--dump", type=Path, default=Path("dump"), help="root of the token dumps (tokens.txt, codes)")
     parser.add_argument("--exp", type=Path, default=Path("exp"), help="experiment root")
+    parser.add_argument("--run-name", help="train into exp/<RUN_NAME> instead of the stage's own dir (a variant "
+                        "beside the recipe's model, e.g. for the training curve of stage 8)")
     return parser
 
 
@@ -356,5 +374,9 @@ def main(stage: LMStage, description: str, argv: Sequence[str] | None = None) ->
     if args.print_config:
         print_config_sections(config, [stage.kind, stage.train_section], args.config)
         return 0
+    if args.run_name:
+        if "/" in args.run_name or args.run_name in {"", ".", ".."}:
+            raise ConfigError(f"--run-name {args.run_name!r} must be a plain directory name under {args.exp}.")
+        stage = dataclasses.replace(stage, name=args.run_name)
     run_stage(stage, config, args.data, args.dump, args.exp, stage_command(stage.module, argv))
     return 0

@@ -250,3 +250,13 @@ def test_continuous_nar_stage_copies_the_codec_codewords_into_its_pack(recipe):
     assert sorted(report["levels"]) == [str(level) for level in range(2, LEVELS + 1)]
     filled = model.generate(torch.tensor([5, 6]), torch.tensor([1, 1]), codes[:, :4], torch.tensor([1, 2, 3]))
     assert filled.shape == (LEVELS, 3) and filled[0].tolist() == [1, 2, 3]
+
+
+def test_run_name_trains_a_variant_beside_the_recipe_model(recipe):
+    config = recipe / "variant.yaml"
+    OmegaConf.save(_config(max_steps=2), config)
+    args = ["--config", str(config), "--data", str(recipe / "data"), "--dump", str(recipe / "dump"),
+            "--exp", str(recipe / "exp"), "--run-name", "ar_variant"]
+    assert train_ar.main(args) == 0
+    assert (recipe / "exp" / "ar_variant" / "pack").is_dir() and list_checkpoints(recipe / "exp" / "ar_variant")
+    assert not (recipe / "exp" / "ar").exists()
