@@ -180,6 +180,16 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+#: Explanations printed above the curve tables, by file name.
+CURVE_CAPTIONS = {
+    "curve_ar.jsonl": (
+        "Every AR checkpoint of each variant (stage 8, `speechkit.bin.curve`), with the final NAR, codec and "
+        "ST models: `gap*` = text-use gap on dev pairs (nats/frame; `_en`/`_zh` by target language), "
+        "`wer_*`/`per_*` and `sim_margin_*` on the first `curve.max_items` test items of each task."
+    ),
+}
+
+
 def curve_sections(exp: Path) -> list[str]:
     """Tables of every training curve and text-use gap file found under ``exp``."""
     lines: list[str] = []
@@ -189,6 +199,8 @@ def curve_sections(exp: Path) -> list[str]:
             continue
         columns = list(dict.fromkeys(key for record in records for key in record))
         lines += ["", f"### {path.relative_to(exp.parent)}", ""]
+        if path.name in CURVE_CAPTIONS:
+            lines += [CURVE_CAPTIONS[path.name], ""]
         lines += _table(columns, ([_format(r.get(c, "")) for c in columns] for r in records))
     for path in sorted({*exp.glob("*/text_use_gap*.json"), *exp.glob("*/*/text_use_gap*.json")}):
         data = json.loads(path.read_text(encoding="utf-8"))
