@@ -90,9 +90,6 @@ class CheckpointEvaluator:
 
     def evaluate(self, variant: str, run_dir: Path, step: int, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
         """One point: gap, then synthesis and scores of every task -> the point's record."""
-        from speechkit.bin.infer import TaskRunner
-        from speechkit.bin.score import score_task
-
         model, options, state = self._load_model(run_dir, checkpoint)
         record: dict[str, Any] = {"variant": variant, "step": step,
                                   "train_minutes": round(float(state.get("elapsed_s", 0.0)) / 60, 1)}
@@ -100,17 +97,37 @@ class CheckpointEvaluator:
         original = self.pipeline.ar_lm
         self.pipeline.ar_lm = model
         try:
-            for task, items in self.items.items():
-                task_dir = out_dir / "infer" / task
-                task_dir.mkdir(parents=True, exist_ok=True)
-                TaskRunner(self.pipeline, self.infer, task_dir).run(task, items, fingerprint(str(checkpoint), task))
-                metrics = score_task(task_dir, out_dir / "score" / task, self.scorers, self.score)["metrics"]
-                for name in ("wer", "per", "sim_margin"):
-                    if name in metrics:
-                        record[f"{name}_{task}"] = round(float(metrics[name]["value"]), 4)
+            record.update(self.synthesize_and_score(out_dir, str(checkpoint)))
         finally:
             self.pipeline.ar_lm = original
         return record
+
+    def synthesize_and_score(self, out_dir: Path, key: str, infer: Any | None = None) -> dict[str, float]:
+        """Synthesise the items of every task with the current pipeline into ``out_dir/infer/<task>``
+        and score them into ``out_dir/score/<task>`` -> ``{"wer_<task>" | "per_<task>" | "sim_margin_<task>": value}``.
+
+        ``key`` identifies the model (a finished task with the same key is not redone); ``infer``:
+        another ``InferConfig`` for the synthesis (e.g. other sampling settings).
+        """
+        from speechkit.bin.infer import TaskRunner
+        from speechkit.bin.score import score_task
+
+        infer = infer or self.infer
+        options = self.pipeline.options
+        self.pipeline.options = infer.synthesis_options()
+        figures: dict[str, float] = {}
+        try:
+            for task, items in self.items.items():
+                task_dir = out_dir / "infer" / task
+                task_dir.mkdir(parents=True, exist_ok=True)
+                TaskRunner(self.pipeline, infer, task_dir).run(task, items, fingerprint(key, task, dataclasses.asdict(infer)))
+                metrics = score_task(task_dir, out_dir / "score" / task, self.scorers, self.score)["metrics"]
+                for name in ("wer", "per", "sim_margin"):
+                    if name in metrics:
+                        figures[f"{name}_{task}"] = round(float(metrics[name]["value"]), 4)
+        finally:
+            self.pipeline.options = options
+        return figures
 
     def _load_model(self, run_dir: Path, checkpoint: Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
         from speechkit import registry
