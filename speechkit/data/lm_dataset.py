@@ -348,15 +348,20 @@ class NARPairDataset(_PairDataset):
 
     def __getitem__(self, key: ItemKey) -> dict[str, Any]:
         """-> ``phones``/``phone_langs`` LongTensor[P] (target), ``prompt_codes`` LongTensor[L, Tp],
-        ``codes`` LongTensor[L, T]."""
+        ``codes`` LongTensor[L, T]; with ``corpus.durations`` also ``frame_phones`` LongTensor[T]
+        (the index among ``phones`` of each frame's phone)."""
         target, prompt, start, end = self.pair(key)
         corpus = self.corpus
-        return {
+        item = {
             "phones": corpus.phones[target],
             "phone_langs": corpus.phone_langs[target],
             "prompt_codes": corpus.codes_of(prompt)[:, start:end],
             "codes": corpus.codes_of(target),
         }
+        if corpus.durations is not None:
+            durations = torch.tensor(corpus.durations[target], dtype=torch.long)
+            item["frame_phones"] = torch.repeat_interleave(torch.arange(len(durations)), durations)
+        return item
 
 
 def collate_ar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -378,11 +383,7 @@ def collate_ar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         "prompt_lens": torch.tensor([item["prompt_len"] for item in items], dtype=torch.long),
         "prompt_phone_lens": torch.tensor([item["prompt_phone_len"] for item in items], dtype=torch.long),
     }
-    with_durations = sum("durations" in item for item in items)
-    if with_durations:
-        if with_durations != len(items):
-            raise DataError("collate_ar: some items carry durations and some do not; load every set with durations.")
-        batch["durations"], _ = pad_sequences([item["durations"] for item in items])
+    _pad_optional(batch, items, "durations", "collate_ar")
     return batch
 
 
@@ -390,12 +391,12 @@ def collate_nar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """NAR items -> the batch of :meth:`speechkit.interfaces.lm.NARLanguageModel.forward`:
     ``phones``, ``phone_langs`` LongTensor[B, P], ``phone_lens`` [B], ``prompt_codes``
     LongTensor[B, L, Tp], ``prompt_lens`` [B], ``codes`` LongTensor[B, L, T], ``code_lens`` [B]
-    (all right-padded with 0)."""
+    (all right-padded with 0) and, when the items carry them, ``frame_phones`` LongTensor[B, T]."""
     phones, phone_lens = pad_sequences([item["phones"] for item in items])
     phone_langs, _ = pad_sequences([item["phone_langs"] for item in items])
     prompt_codes, prompt_lens = pad_sequences([item["prompt_codes"] for item in items])
     codes, code_lens = pad_sequences([item["codes"] for item in items])
-    return {
+    batch = {
         "phones": phones,
         "phone_lens": phone_lens,
         "phone_langs": phone_langs,
@@ -404,6 +405,17 @@ def collate_nar(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         "codes": codes,
         "code_lens": code_lens,
     }
+    _pad_optional(batch, items, "frame_phones", "collate_nar")
+    return batch
+
+
+def _pad_optional(batch: dict[str, torch.Tensor], items: Sequence[Mapping[str, Any]], key: str, caller: str) -> None:
+    """Add ``batch[key]`` (right-padded with 0) when the items carry ``key`` (all or none of them)."""
+    carrying = sum(key in item for item in items)
+    if carrying:
+        if carrying != len(items):
+            raise DataError(f"{caller}: some items carry {key} and some do not; load every set with durations.")
+        batch[key], _ = pad_sequences([item[key] for item in items])
 
 
 class EpochIndexedBatchSampler(Sampler[list[tuple[int, int]]]):

@@ -339,7 +339,10 @@ class VallexPipeline:
         all_levels: dict[int, torch.Tensor] = {}
         features: dict[int, torch.Tensor] = {}
         if nonempty:
-            filled, predicted = self._fill_levels([requests[row] for row in nonempty], [level1[row] for row in nonempty])
+            alignment = ([generation.frame_phones[row].cpu() for row in nonempty]
+                         if generation.frame_phones is not None else None)
+            filled, predicted = self._fill_levels([requests[row] for row in nonempty], [level1[row] for row in nonempty],
+                                                  alignment)
             all_levels = dict(zip(nonempty, filled))
             features = dict(zip(nonempty, predicted)) if predicted is not None else {}
         results = []
@@ -364,10 +367,12 @@ class VallexPipeline:
         NAR such as ``continuous_nar`` and a codec with ``features_to_wav``) instead of its codes."""
         return bool(getattr(self.nar_lm, "predicts_features", False)) and callable(getattr(self.codec, "features_to_wav", None))
 
-    def _fill_levels(self, requests: list[SynthesisRequest], level1: list[torch.Tensor]
+    def _fill_levels(self, requests: list[SynthesisRequest], level1: list[torch.Tensor],
+                     frame_phones: list[torch.Tensor] | None = None
                      ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-        """NAR levels 2..L for B requests (level1: LongTensor[T_b] each) -> (LongTensor[L, T_b] each,
-        and with :attr:`decodes_features` the predicted FloatTensor[T_b, F] each, else None)."""
+        """NAR levels 2..L for B requests (level1: LongTensor[T_b] each; frame_phones: the AR's
+        phone index of each frame, LongTensor[T_b] each, if it gives them) -> (LongTensor[L, T_b]
+        each, and with :attr:`decodes_features` the predicted FloatTensor[T_b, F] each, else None)."""
         device, table = self.device, self.phone_table
         phones, phone_lens = pad_sequences([torch.tensor(table.encode(req.phones)) for req in requests])
         phone_langs, _ = pad_sequences([torch.tensor(token_language_ids(req.phones)) for req in requests])
@@ -376,12 +381,13 @@ class VallexPipeline:
         args = (phones.to(device), phone_lens.to(device), phone_langs.to(device), prompt_codes.to(device),
                 prompt_lens.to(device), codes.to(device), code_lens.to(device))
         lengths = [int(length) for length in code_lens]
+        alignment = {"frame_phones": pad_sequences(frame_phones)[0].to(device)} if frame_phones is not None else {}
         if self.decodes_features:
-            predicted = self.nar_lm.generate_features_batch(*args)  # type: ignore[attr-defined]
+            predicted = self.nar_lm.generate_features_batch(*args, **alignment)  # type: ignore[attr-defined]
             filled = self.nar_lm.requantize(predicted, args[5])  # type: ignore[attr-defined]
             features = [predicted[row, :length].cpu() for row, length in enumerate(lengths)]
         else:
-            filled, features = self.nar_lm.generate_batch(*args), None
+            filled, features = self.nar_lm.generate_batch(*args, **alignment), None
         assert filled.shape[:2] == (len(requests), self.codec.num_quantizers), tuple(filled.shape)
         return [filled[row, :, :length].cpu() for row, length in enumerate(lengths)], features
 

@@ -121,7 +121,9 @@ class NARLanguageModel(Component):
         batch: ``phones`` LongTensor[B, P], ``phone_lens`` LongTensor[B], ``phone_langs``
         LongTensor[B, P], ``prompt_codes`` LongTensor[B, L, Tp] (all levels of another utterance
         of the speaker), ``prompt_lens`` LongTensor[B], ``codes`` LongTensor[B, L, T],
-        ``code_lens`` LongTensor[B], optional ``level`` (int or 0-d tensor in 2..L) -> dict with
+        ``code_lens`` LongTensor[B], optional ``level`` (int or 0-d tensor in 2..L), optional
+        ``frame_phones`` LongTensor[B, T] (each frame's phone index; stage 5 adds it from the
+        aligner's durations for models with ``uses_durations = True``) -> dict with
         ``loss``, ``accuracy`` (scalars), ``logits`` FloatTensor[B, T, K] and ``level``.
         """
 
@@ -135,11 +137,14 @@ class NARLanguageModel(Component):
         prompt_lens: "torch.Tensor",
         level1_codes: "torch.Tensor",
         code_lens: "torch.Tensor",
+        frame_phones: "torch.Tensor | None" = None,
     ) -> "torch.Tensor":
         """Greedy, level by level, for B items: phones/phone_langs LongTensor[B, P] (target
         text), prompt_codes LongTensor[B, L, Tp], level1_codes LongTensor[B, T] (right-padded,
         lengths ``phone_lens``, ``prompt_lens``, ``code_lens``) -> LongTensor[B, L, T]
-        (positions past ``code_lens`` are 0)."""
+        (positions past ``code_lens`` are 0). ``frame_phones`` LongTensor[B, T]: the index among
+        the target phones of each frame's phone, when the AR gives it (``ARGeneration.frame_phones``);
+        models that do not use an alignment ignore it."""
 
     @abc.abstractmethod
     def generate(

@@ -236,6 +236,9 @@ def test_continuous_nar_stage_copies_the_codec_codewords_into_its_pack(recipe):
     config = _config()
     config.nar_lm = {"name": "continuous_nar", "d_model": 32, "num_heads": 2, "num_layers": 1, "ffn_dim": 64,
                      "dropout": 0.0}
+    with pytest.raises(DataError, match="alignment step"):
+        _run(train_nar.NAR_STAGE, recipe, config)
+    _align(recipe)
     with pytest.raises(DataError, match="stage 3"):
         _run(train_nar.NAR_STAGE, recipe, config)
     _save_tiny_codec(recipe)

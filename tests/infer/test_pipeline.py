@@ -201,3 +201,19 @@ def test_a_feature_predicting_nar_feeds_the_vocoder_directly(tmp_path: Path) -> 
     single = [continuous.generate([request], batch_size=1)[0] for request in requests]
     for one, many in zip(single, batched):
         assert torch.equal(one.codes, many.codes) and np.allclose(one.wav, many.wav, atol=1e-4)
+    # a phone-synchronous AR's frame alignment reaches the NAR
+    seen: list[torch.Tensor] = []
+    ar_generate, nar_features = continuous.ar_lm.generate_batch, continuous.nar_lm.generate_features_batch
+
+    def aligned_generate(*args, **kwargs):
+        generation = ar_generate(*args, **kwargs)
+        generation.frame_phones = [torch.zeros_like(codes) for codes in generation.codes]
+        return generation
+
+    def recording_features(*args, frame_phones=None):
+        seen.append(frame_phones)
+        return nar_features(*args, frame_phones=frame_phones)
+
+    continuous.ar_lm.generate_batch, continuous.nar_lm.generate_features_batch = aligned_generate, recording_features
+    [aligned] = continuous.generate(requests[:1])
+    assert seen and seen[0] is not None and seen[0].shape == (1, aligned.codes.shape[1]) and int(seen[0].max()) == 0

@@ -173,8 +173,10 @@ class ValleNAR(nn.Module, NARLanguageModel):
         prompt_lens: torch.Tensor,
         level1_codes: torch.Tensor,
         code_lens: torch.Tensor,
+        frame_phones: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Greedy levels 2..L (see :meth:`NARLanguageModel.generate_batch`) -> LongTensor[B, L, T]."""
+        """Greedy levels 2..L (see :meth:`NARLanguageModel.generate_batch`; ``frame_phones`` is not
+        used) -> LongTensor[B, L, T]."""
         batch_size, num_frames = level1_codes.shape
         codes = torch.zeros(batch_size, self.num_quantizers, num_frames, dtype=torch.long, device=level1_codes.device)
         codes[:, 0] = level1_codes

@@ -112,3 +112,23 @@ def test_codewords_are_saved_with_the_weights(tmp_path) -> None:
     fresh.load_state_dict(torch.load(tmp_path / "nar.pt", weights_only=True))
     assert torch.equal(fresh.codewords, model.codewords) and bool(fresh.codec_attached)
 
+
+
+def test_frame_phones_condition_each_frame_and_default_to_an_even_spread(nar_batch) -> None:
+    model, batch = tiny_nar(), nar_batch()
+    with torch.no_grad():
+        model.head.weight.normal_(std=0.1)  # a non-zero head, so the hidden states show
+    args = [batch[k] for k in ("phones", "phone_lens", "phone_langs", "prompt_codes", "prompt_lens")]
+    level1, code_lens = batch["codes"][:, 0], batch["code_lens"]
+    spread = torch.tensor([[0, 0, 1, 2, 2, 3, 4], [0, 0, 1, 2, 0, 0, 0]])  # 5 phones / 7 frames, 3 / 4
+    default = model.generate_features_batch(*args, level1, code_lens)
+    assert torch.allclose(default, model.generate_features_batch(*args, level1, code_lens, spread))
+    other = torch.tensor([[4, 4, 4, 3, 2, 1, 0], [2, 2, 2, 2, 0, 0, 0]])
+    moved = model.generate_features_batch(*args, level1, code_lens, other)
+    assert not torch.allclose(moved[0], default[0]) and not torch.allclose(moved[1, :4], default[1, :4])
+    trained = model({**batch, "frame_phones": other})
+    assert torch.isfinite(trained["loss"])
+    with pytest.raises(DataError, match="index each item's phones"):
+        model.generate_features_batch(*args, level1, code_lens, torch.tensor([[0] * 7, [3, 0, 0, 0, 0, 0, 0]]))
+    with pytest.raises(DataError, match="frame_phones must be"):
+        model.generate_features_batch(*args, level1, code_lens, other[:, :5])
