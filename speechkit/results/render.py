@@ -191,7 +191,7 @@ CURVE_CAPTIONS = {
 
 
 def curve_sections(exp: Path) -> list[str]:
-    """Tables of every training curve and text-use gap file found under ``exp``."""
+    """Tables of every training curve, text-use gap and NAR level-accuracy file found under ``exp``."""
     lines: list[str] = []
     for path in sorted({*exp.glob("*/curve*.jsonl"), *exp.glob("*/*/curve*.jsonl")}):
         records = _jsonl(path)
@@ -212,6 +212,14 @@ def curve_sections(exp: Path) -> list[str]:
             lines += _table(["key", "value"], ([k, _format(v)] for k, v in data.items()))
         else:
             lines += _table(["value"], ([_format(data)],))
+    for path in sorted(exp.glob("*/level_accuracy*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        levels = data.get("levels") if isinstance(data, dict) else None
+        if not isinstance(levels, dict) or not levels:
+            continue
+        lines += ["", f"### {path.relative_to(exp.parent)} (NAR on dev pairs, teacher-forced, step {data.get('step', '?')})", ""]
+        lines += _table(["level", "loss", "accuracy"],
+                        ([level, _format(m.get("loss", "")), _format(m.get("accuracy", ""))] for level, m in levels.items()))
     return lines
 
 
