@@ -11,6 +11,8 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   cache keep full precision;
 * ``int8``: dynamic quantisation (CPU only): int8 weights with one scale per output channel,
   activations quantised per call (``torch.ao.quantization.quantize_dynamic``; VNNI kernels).
+  The activation scale is shared by the rows of a call, so a sequence's output can depend on
+  the others in its batch (fp32 and bf16 results do not).
 
 Embeddings, norms and attention are untouched. Reduced precision changes the outputs slightly:
 ``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed.
