@@ -75,36 +75,51 @@ def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, 
     }
 
 
-def greedy_agreement(reference: nn.Module, candidate: nn.Module, scenario: Scenario, frames: int) -> dict[str, float]:
-    """Greedy token agreement of ``candidate`` with the fp32 ``reference`` on the first prompt.
+@dataclasses.dataclass
+class GreedyReference:
+    """The fp32 model's greedy output on one prompt, as a teacher-forcing batch, and its logits
+    FloatTensor[T, K+1] on the output frames (rows ``first:last`` of the model's logits)."""
 
-    The reference decodes ``frames`` frames greedily (repetition guards off); both models then
-    score that output teacher-forced (one parallel pass each), and ``greedy_token_agreement`` is
-    the share of frames where their argmax is the same token, i.e. where greedy decoding of the
-    candidate makes the reference's choice given the same history (a random-weight model's
-    logits are nearly flat, so free-running outputs would diverge at the first near-tie and
-    measure the ties, not the precision). ``max_logit_error`` is relative to the logits' range.
-    """
-    one = [tensor[:1] for tensor in scenario.ar_args()]
-    phones, phone_lens, phone_langs, prompt, prompt_lens, langs = one
-    saved = reference.config
-    reference.config = dataclasses.replace(saved, repeat_run_limit=0, loop_min_repeats=0, max_frames=frames)
-    try:
+    batch: dict[str, torch.Tensor]
+    logits: torch.Tensor
+    first: int
+    last: int
+
+    @classmethod
+    def decode(cls, reference: nn.Module, scenario: Scenario, frames: int) -> "GreedyReference":
+        """Greedy decoding of the first prompt for ``frames`` frames (repetition guards off)."""
+        one = [tensor[:1] for tensor in scenario.ar_args()]
+        phones, phone_lens, phone_langs, prompt, prompt_lens, langs = one
+        saved = reference.config
+        reference.config = dataclasses.replace(saved, repeat_run_limit=0, loop_min_repeats=0, max_frames=frames)
+        try:
+            with torch.inference_mode():
+                greedy = reference.generate_batch(*one, num_target_phones=scenario.num_target_phones[:1],
+                                                  temperature=0.0).codes[0]
+        finally:
+            reference.config = saved
+        codes = torch.cat([prompt[0, : int(prompt_lens[0])], greedy]).unsqueeze(0)
+        batch = {"phones": phones, "phone_lens": phone_lens, "phone_langs": phone_langs, "codes": codes,
+                 "code_lens": torch.tensor([codes.shape[1]], device=codes.device), "code_langs": langs,
+                 "prompt_lens": prompt_lens}
+        first, last = int(prompt_lens[0]), codes.shape[1]
+        return cls(batch, cls.score(reference, batch, first, last), first, last)
+
+    @staticmethod
+    def score(model: nn.Module, batch: dict[str, torch.Tensor], first: int, last: int) -> torch.Tensor:
         with torch.inference_mode():
-            greedy = reference.generate_batch(*one, num_target_phones=scenario.num_target_phones[:1],
-                                              temperature=0.0).codes[0]
-    finally:
-        reference.config = saved
-    codes = torch.cat([prompt[0, : int(prompt_lens[0])], greedy]).unsqueeze(0)
-    batch = {"phones": phones, "phone_lens": phone_lens, "phone_langs": phone_langs, "codes": codes,
-             "code_lens": torch.tensor([codes.shape[1]], device=codes.device), "code_langs": langs,
-             "prompt_lens": prompt_lens}
-    with torch.inference_mode():
-        expected, got = (model(batch)["logits"][0, int(prompt_lens[0]) : codes.shape[1]].float()
-                         for model in (reference, candidate))
-    spread = (expected.max() - expected.min()).clamp(min=1e-9)
-    return {"greedy_token_agreement": float((expected.argmax(-1) == got.argmax(-1)).float().mean()),
-            "max_logit_error": float((expected - got).abs().max() / spread)}
+            return model(batch)["logits"][0, first:last].float()
+
+    def agreement(self, candidate: nn.Module) -> dict[str, float]:
+        """``greedy_token_agreement``: share of output frames where ``candidate``, fed the
+        reference's greedy history (teacher forcing, one parallel pass), picks the same token,
+        i.e. makes greedy decoding's choice. (A random-weight model's logits are nearly flat, so
+        free-running outputs would part at the first near-tie and measure the ties, not the
+        precision.) ``max_logit_error``: largest logit difference over the logits' range."""
+        expected, got = self.logits, self.score(candidate, self.batch, self.first, self.last)
+        spread = (expected.max() - expected.min()).clamp(min=1e-9)
+        return {"greedy_token_agreement": float((expected.argmax(-1) == got.argmax(-1)).float().mean()),
+                "max_logit_error": float((expected - got).abs().max() / spread)}
 
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
@@ -113,12 +128,14 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
     """All batch x precision rows of one size (see the module docstring)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
-    reference = build_ar(size, probe).to(device) if agreement else None
+    reference = None
+    if agreement:
+        frames = min(AGREEMENT_FRAMES, int(probe.output_frames[0]))
+        reference = GreedyReference.decode(build_ar(size, probe).to(device), probe.to(device), frames)
     for precision in precisions:
         model = apply_precision(build_ar(size, probe).to(device), precision)
         weight_bytes = linear_weight_bytes(model)
-        quality = greedy_agreement(reference, model, probe.to(device), min(AGREEMENT_FRAMES, int(probe.output_frames[0]))) \
-            if reference is not None else {}
+        quality = reference.agreement(model) if reference is not None else {}
         for batch in batches:
             scenario = make_scenario(size, batch, output_seconds=output_seconds)
             timing = time_generation(model, scenario.to(device), device)
