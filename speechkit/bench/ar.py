@@ -123,9 +123,10 @@ class GreedyReference:
 
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                  output_seconds: float, bandwidth_gbps: float, agreement: bool = True,
+                  output_seconds: float, bandwidth_gbps: float, agreement: bool = True, pack: bool = True,
                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring)."""
+    """All batch x precision rows of one size (see the module docstring; ``pack``: see
+    :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
     reference = None
@@ -133,7 +134,7 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
         frames = min(AGREEMENT_FRAMES, int(probe.output_frames[0]))
         reference = GreedyReference.decode(build_ar(size, probe).to(device), probe.to(device), frames)
     for precision in precisions:
-        model = apply_precision(build_ar(size, probe).to(device), precision)
+        model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack)
         weight_bytes = linear_weight_bytes(model)
         quality = reference.agreement(model) if reference is not None else {}
         for batch in batches:
@@ -202,7 +203,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for name in args.sizes:
             rows += bench_ar_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
                                   output_seconds=args.output_seconds, bandwidth_gbps=bandwidth["floor_gbps"],
-                                  agreement=not args.no_agreement, log=lambda line: print(line, file=sys.stderr))
+                                  agreement=not args.no_agreement, pack=not args.no_pack, log=lambda line: print(line, file=sys.stderr))
     add_speedups(rows)
     return finish("ar", args, {"bandwidth": bandwidth, "rows": rows}, COLUMNS)
 

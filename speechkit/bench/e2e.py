@@ -40,15 +40,16 @@ def _features(nar: Any, size: BenchSize, args: tuple[torch.Tensor, ...], lengths
 
 
 def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                   output_seconds: float, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring)."""
+                   output_seconds: float, pack: bool = True, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All batch x precision rows of one size (see the module docstring; ``pack``: see
+    :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     vocoder = build_vocoder_net(size)
     for precision in precisions:
         for batch in batches:
             scenario = make_scenario(size, batch, output_seconds=output_seconds)
-            ar = apply_precision(build_ar(size, scenario).to(device), precision)
-            nar = apply_precision(build_nar(size).to(device), precision)
+            ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack)
+            nar = apply_precision(build_nar(size).to(device), precision, pack=pack)
             on_device = scenario.to(device)
             reset_peak_memory(device)
             generation = time_generation(ar, on_device, device)
@@ -82,7 +83,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with torch_threads(args.threads):
         for name in args.sizes:
             rows += bench_e2e_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
-                                   output_seconds=args.output_seconds, log=lambda line: print(line, file=sys.stderr))
+                                   output_seconds=args.output_seconds, pack=not args.no_pack, log=lambda line: print(line, file=sys.stderr))
     return finish("e2e", args, {"rows": rows}, COLUMNS)
 
 

@@ -54,9 +54,10 @@ def time_nar(model: nn.Module, scenario: Scenario, device: torch.device) -> tupl
 
 
 def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                   output_seconds: float, agreement: bool = True,
+                   output_seconds: float, agreement: bool = True, pack: bool = True,
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring)."""
+    """All batch x precision rows of one size (see the module docstring; ``pack``: see
+    :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     scenarios = {batch: make_scenario(size, batch, output_seconds=output_seconds) for batch in batches}
     reference_codes: dict[int, torch.Tensor] = {}
@@ -65,7 +66,7 @@ def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
         reference_codes = {batch: time_nar(reference, scenarios[batch], device)[0] for batch in batches[:1]}
         del reference
     for precision in precisions:
-        model = apply_precision(build_nar(size).to(device), precision)
+        model = apply_precision(build_nar(size).to(device), precision, pack=pack)
         for batch in batches:
             scenario = scenarios[batch]
             codes, seconds, peak = time_nar(model, scenario, device)
@@ -101,7 +102,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             size = get_size(name)
             seconds = output_seconds_for(size, args.positions) if args.positions > 0 else args.output_seconds
             rows += bench_nar_size(size, batches=args.batch, precisions=args.precision, device=device,
-                                   output_seconds=seconds, agreement=not args.no_agreement,
+                                   output_seconds=seconds, agreement=not args.no_agreement, pack=not args.no_pack,
                                    log=lambda line: print(line, file=sys.stderr))
     return finish("nar", args, {"rows": rows}, COLUMNS)
 

@@ -36,6 +36,8 @@ def bench_parser(what: str, doc: str | None, *, batch: str = "1,8", precision: s
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--output-seconds", type=float, default=10.0, help="audio generated per sequence")
     parser.add_argument("--no-agreement", action="store_true", help="skip the greedy fp32-agreement check")
+    parser.add_argument("--no-pack", action="store_true",
+                        help="keep plain nn.Linear layers for fp32/bf16 (no oneDNN pre-packing): the baseline")
     parser.add_argument("--out", type=Path, default=Path(f"bench_{what}.json"), help="JSON output")
     return parser
 
