@@ -27,7 +27,7 @@ from torch import nn
 from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import BenchSize, Scenario, build_ar, get_size, make_scenario
-from speechkit.bench.timing import Clock, peak_memory_mb, reset_peak_memory, synchronize, torch_threads
+from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
 from speechkit.infer.precision import apply_precision
 
 AGREEMENT_FRAMES = 100
@@ -58,8 +58,7 @@ def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, 
     counts = _instrument(model, clock)
     generator = torch.Generator(device=device).manual_seed(seed)
     synchronize(device)
-    reset_peak_memory(device)
-    with torch.inference_mode():
+    with PeakMemory(device) as memory, torch.inference_mode():
         clock.mark("start")
         generation = model.generate_batch(*scenario.ar_args(), num_target_phones=scenario.num_target_phones,
                                           generator=generator)
@@ -71,7 +70,7 @@ def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, 
         "decode_s": clock.seconds("prefilled", "end"),
         "steps": counts["steps"],
         "frames": frames,
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": memory.peak_mb,
     }
 
 

@@ -22,7 +22,7 @@ import torch
 from speechkit.bench.ar import time_generation
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import BenchSize, build_ar, build_nar, build_vocoder_net, get_size, make_scenario
-from speechkit.bench.timing import peak_memory_mb, reset_peak_memory, timed, torch_threads
+from speechkit.bench.timing import PeakMemory, timed, torch_threads
 from speechkit.data.collate import pad_sequences
 from speechkit.infer.precision import apply_precision
 
@@ -51,19 +51,19 @@ def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
             ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack)
             nar = apply_precision(build_nar(size).to(device), precision, pack=pack)
             on_device = scenario.to(device)
-            reset_peak_memory(device)
-            generation = time_generation(ar, on_device, device)
-            lengths = generation["frames"]
-            level1, code_lens = pad_sequences([scenario.level1[row, :length] for row, length in enumerate(lengths)])
-            features, nar_s = _features(nar, size, on_device.nar_args(level1.to(device), code_lens.to(device)), lengths)
-            vocoder_s = sum(timed(torch.device("cpu"), lambda f=f: vocoder.synthesize(f))[1] for f in features)
+            with PeakMemory(device) as memory:
+                generation = time_generation(ar, on_device, device)
+                lengths = generation["frames"]
+                level1, code_lens = pad_sequences([scenario.level1[row, :length] for row, length in enumerate(lengths)])
+                features, nar_s = _features(nar, size, on_device.nar_args(level1.to(device), code_lens.to(device)), lengths)
+                vocoder_s = sum(timed(torch.device("cpu"), lambda f=f: vocoder.synthesize(f))[1] for f in features)
             ar_s = generation["prefill_s"] + generation["decode_s"]
             audio_s = sum(lengths) / size.frame_rate
             rows.append({
                 "size": size.name, "precision": precision, "batch": batch, "audio_s": audio_s,
                 "ar_s": ar_s, "nar_s": nar_s, "vocoder_s": vocoder_s, "total_s": ar_s + nar_s + vocoder_s,
                 "ar_rtf": ar_s / audio_s, "nar_rtf": nar_s / audio_s, "vocoder_rtf": vocoder_s / audio_s,
-                "rtf": (ar_s + nar_s + vocoder_s) / audio_s, "peak_memory_mb": peak_memory_mb(device),
+                "rtf": (ar_s + nar_s + vocoder_s) / audio_s, "peak_memory_mb": memory.peak_mb,
             })
             log(f"e2e {size.name} {precision} batch {batch}: RTF {rows[-1]['rtf']:.3f}")
             del ar, nar

@@ -23,7 +23,7 @@ from torch import nn
 
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import PHONES_PER_SECOND, BenchSize, Scenario, build_nar, get_size, make_scenario
-from speechkit.bench.timing import peak_memory_mb, reset_peak_memory, timed, torch_threads
+from speechkit.bench.timing import PeakMemory, timed, torch_threads
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import apply_precision
 
@@ -47,10 +47,9 @@ def nar_positions(scenario: Scenario) -> int:
 def time_nar(model: nn.Module, scenario: Scenario, device: torch.device) -> tuple[torch.Tensor, float, float | None]:
     """One ``generate_batch`` -> (codes LongTensor[B, L, T], seconds, peak MB)."""
     args = scenario.to(device).nar_args()
-    reset_peak_memory(device)
-    with torch.inference_mode():
+    with PeakMemory(device) as memory, torch.inference_mode():
         codes, seconds = timed(device, lambda: model.generate_batch(*args))
-    return codes.cpu(), seconds, peak_memory_mb(device)
+    return codes.cpu(), seconds, memory.peak_mb
 
 
 def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,

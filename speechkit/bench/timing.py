@@ -2,12 +2,16 @@
 
 On CUDA, kernels run asynchronously: :class:`Clock` records CUDA events and reads them after one
 synchronisation at the end, so marks inside a loop do not stall it; on CPU it reads
-``time.perf_counter``. Peak memory is the allocator's peak on CUDA and the process's peak
-resident set (``VmHWM``, reset per measurement where the kernel allows it) on CPU.
+``time.perf_counter``. Peak memory (:class:`PeakMemory`) is the allocator's peak on CUDA and
+the process's peak resident set on CPU.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -74,28 +78,59 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-_PROC_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
+_PROC_STATM = Path("/proc/self/statm")
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak-memory measurement (CUDA allocator; the process's VmHWM on Linux)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):
-        _CLEAR_REFS.write_text("5")  # "5" resets the peak resident set size to the current one
-
-
-def peak_memory_mb(device: torch.device) -> float | None:
-    """Peak memory since :func:`reset_peak_memory`, MB: CUDA tensors, or the CPU process's
-    peak resident set (None where the platform does not report it)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 1e6
+def _resident_bytes() -> int | None:
+    """The process's resident set size now (Linux), or None."""
     try:
-        for line in _PROC_STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 / 1e6  # kB
-    except OSError:
-        pass
-    return None
+        return int(_PROC_STATM.read_text().split()[1]) * _PAGE_BYTES
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by earlier measurements back to the system (glibc), so the next peak
+    counts what is alive, not what the allocator kept."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Peak memory of a block, MB: the CUDA allocator's peak on a CUDA device; on CPU the largest
+    resident set size of the process seen by a thread that samples it every ``interval`` seconds
+    (the kernel's own peak, VmHWM, cannot be reset everywhere). ``peak_mb`` is None where the
+    platform does not report it.
+    """
+
+    def __init__(self, device: torch.device, interval: float = 0.005) -> None:
+        self.device, self.interval = device, interval
+        self.peak_mb: float | None = None
+        self._stop = threading.Event()
+        self._peak = 0
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, _resident_bytes() or 0)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        _release_freed_memory()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif _resident_bytes() is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 1e6
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _resident_bytes() or 0)
+            self.peak_mb = self._peak / 1e6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.nar import output_seconds_for
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
-from speechkit.bench.timing import Clock
+from speechkit.bench.timing import Clock, PeakMemory
 from speechkit.cli import main
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import apply_precision
@@ -78,3 +79,11 @@ def test_bad_options_are_clear() -> None:
         output_seconds_for(get_size("paper"), 100)
     with pytest.raises(ConfigError, match="Unknown benchmark size"):
         get_size("huge")
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64_000_000 // 4)  # 64 MB, touched
+        time.sleep(0.05)
+        del block
+    assert memory.peak_mb is None or memory.peak_mb > 64
