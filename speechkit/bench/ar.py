@@ -11,9 +11,9 @@ and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decodin
 sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
 decoding step, generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
 floor: bytes read per step (linear weights + the KV cache at the average length) divided by the
-measured memory bandwidth, and the ratio of the measured step to it. Reduced precisions are
-also checked for output equality: greedy decoding of the same model and prompt in fp32 and in
-that precision, reported as the share of equal tokens and the length of the common prefix.
+measured memory bandwidth, and the ratio of the measured step to it. Every precision is also
+checked against the plain fp32 model (:class:`GreedyReference`): the share of greedy tokens it
+reproduces given the same history, and its largest logit difference.
 """
 from __future__ import annotations
 
@@ -58,12 +58,14 @@ def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, 
     counts = _instrument(model, clock)
     generator = torch.Generator(device=device).manual_seed(seed)
     synchronize(device)
-    with PeakMemory(device) as memory, torch.inference_mode():
-        clock.mark("start")
-        generation = model.generate_batch(*scenario.ar_args(), num_target_phones=scenario.num_target_phones,
-                                          generator=generator)
-        clock.mark("end")
-    del model.prefill, model.decode_step  # back to the class's methods
+    try:
+        with PeakMemory(device) as memory, torch.inference_mode():
+            clock.mark("start")
+            generation = model.generate_batch(*scenario.ar_args(), num_target_phones=scenario.num_target_phones,
+                                              generator=generator)
+            clock.mark("end")
+    finally:
+        del model.prefill, model.decode_step  # back to the class's methods
     frames = [int(codes.numel()) for codes in generation.codes]
     return {
         "prefill_s": clock.seconds("start", "prefilled"),

@@ -9,7 +9,8 @@ For every size x precision x batch: the AR generates the level-1 codes of each s
 (:func:`speechkit.bench.ar.time_generation`), the NAR fills the other levels from them (a
 feature-predicting NAR returns the features), and the vocoder turns each sequence's features
 into audio, one sequence at a time as the pipeline does (the ``paper`` size's vocoder takes
-random mel frames: its stand-in does not read EnCodec codes). Reported: seconds of each stage,
+random mel frames: its stand-in does not read EnCodec codes; the vocoder runs on the CPU, as
+``mel_rvq``'s does in the pipeline, whatever ``--device``). Reported: seconds of each stage,
 their real-time factors and the end-to-end one (all stages / seconds of audio made).
 """
 from __future__ import annotations
