@@ -105,7 +105,7 @@ class PeakMemory:
     platform does not report it.
     """
 
-    def __init__(self, device: torch.device, interval: float = 0.005) -> None:
+    def __init__(self, device: torch.device, interval: float = 0.01) -> None:
         self.device, self.interval = device, interval
         self.peak_mb: float | None = None
         self._stop = threading.Event()
