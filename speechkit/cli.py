@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_doctor = sub.add_parser("doctor", help="check what is installed and what is missing")
     p_doctor.set_defaults(func=_cmd_doctor)
 
-    p_bench = sub.add_parser("bench", help="benchmarks printing figures (e.g. `speechkit bench codec --help`)")
-    p_bench.add_argument("what", choices=["codec"])
+    p_bench = sub.add_parser("bench", help="benchmarks printing figures (e.g. `speechkit bench ar --help`)")
+    p_bench.add_argument("what", choices=["codec", "ar", "nar", "e2e"],
+                         help="codec: a trained codec's speed and quality; ar / nar / e2e: inference speed")
     p_bench.add_argument("rest", nargs=argparse.REMAINDER)
     p_bench.set_defaults(func=_cmd_bench)
 

@@ -23,6 +23,8 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     group.add_argument("--batch-size", type=int, default=8, help="sentences decoded together (default 8)")
     parser.add_argument("--device", default="cpu", help="torch device of the LMs (default cpu)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                        help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,9 +77,9 @@ def _texts(args: argparse.Namespace) -> list[str]:
 
 
 def _load_pipeline(args: argparse.Namespace) -> Any:
-    from speechkit.infer import VallexPipeline
+    from speechkit.infer import SynthesisOptions, VallexPipeline
 
-    return VallexPipeline.load(args.pack, device=args.device)
+    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision), device=args.device)
 
 
 def cmd_xtts(args: argparse.Namespace) -> int:

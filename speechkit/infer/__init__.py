@@ -7,10 +7,11 @@ from speechkit.infer.pipeline import (
     dominant_language,
 )
 from speechkit.infer.pipeline_pack import assemble_pipeline_pack
+from speechkit.infer.precision import PRECISIONS, apply_precision
 from speechkit.infer.text_split import join_with_pauses, split_sentences
 from speechkit.infer.voice_prompt import VoicePrompt
 
 __all__ = [
-    "SynthesisOptions", "SynthesisRequest", "SynthesisResult", "VallexPipeline", "VoicePrompt",
-    "assemble_pipeline_pack", "dominant_language", "join_with_pauses", "split_sentences",
+    "PRECISIONS", "SynthesisOptions", "SynthesisRequest", "SynthesisResult", "VallexPipeline", "VoicePrompt",
+    "apply_precision", "assemble_pipeline_pack", "dominant_language", "join_with_pauses", "split_sentences",
 ]

@@ -31,6 +31,7 @@ import torch
 from speechkit.audio.io import resample_audio
 from speechkit.data.collate import pad_sequences
 from speechkit.errors import AudioError, ConfigError, DataError, TextError
+from speechkit.infer.precision import apply_precision
 from speechkit.infer.text_split import join_with_pauses, split_sentences
 from speechkit.infer.voice_prompt import VoicePrompt
 from speechkit.interfaces.codec import Codec
@@ -61,6 +62,9 @@ class SynthesisOptions:
         temperature, top_k, top_p: AR sampling (None: the AR model's config); temperature 0 or
             top_k 1 is greedy.
         seed: seeds AR sampling (None: not seeded).
+        precision: ``fp32``, ``bf16`` or ``int8`` (CPU) linear layers in the AR and NAR LMs
+            (:func:`speechkit.infer.precision.apply_precision`; fp32 weights are pre-packed on
+            CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
     """
 
     max_prompt_seconds: float = 10.0
@@ -73,6 +77,7 @@ class SynthesisOptions:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = 0
+    precision: str = "fp32"
 
 
 @dataclasses.dataclass
@@ -105,8 +110,9 @@ class VallexPipeline:
 
     Args:
         frontend: text -> phones; phone_table: the token ids the LMs were trained with;
-        codec, ar_lm, nar_lm: built and loaded components; st_frontend: optional, for S2ST;
-        options: :class:`SynthesisOptions`.
+        codec, ar_lm, nar_lm: built and loaded components (the LMs are prepared for inference
+            in ``options.precision``, in place: keep them for inference only); st_frontend:
+            optional, for S2ST; options: :class:`SynthesisOptions`.
     """
 
     def __init__(
@@ -123,6 +129,9 @@ class VallexPipeline:
         self.ar_lm, self.nar_lm, self.st_frontend = ar_lm, nar_lm, st_frontend
         self.options = options or SynthesisOptions()
         self.device = _device_of(ar_lm)
+        for model in (ar_lm, nar_lm):
+            if isinstance(model, torch.nn.Module):
+                apply_precision(model, self.options.precision)
 
     @classmethod
     def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,

@@ -1,0 +1,222 @@
+"""AR decoding benchmark: ms per step, tokens/s, real-time factor and the bandwidth floor.
+
+Usage::
+
+    speechkit bench ar [--sizes paper,default] [--batch 1,8] [--precision fp32,bf16,int8] \\
+        [--threads 2] [--device cpu|cuda] [--output-seconds 10] [--out bench_ar.json]
+
+For every size x precision x batch it builds the random-weight AR LM of
+:mod:`speechkit.bench.scenario`, applies the precision (:func:`speechkit.infer.apply_precision`)
+and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decoding loop: KV cache,
+sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
+decoding step, generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
+floor: bytes read per step (linear weights + the KV cache at the average length) divided by the
+measured memory bandwidth, and the ratio of the measured step to it. Every precision is also
+checked against the plain fp32 model (:class:`GreedyReference`): the share of greedy tokens it
+reproduces given the same history, and its largest logit difference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
+from speechkit.bench.report import bench_parser, finish, parse_common
+from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
+from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
+from speechkit.infer.precision import apply_precision
+
+AGREEMENT_FRAMES = 100
+
+
+def _instrument(model: nn.Module, clock: Clock) -> dict[str, int]:
+    """Make ``model.prefill`` mark ``prefilled`` on ``clock`` and count ``decode_step`` calls
+    (instance attributes shadowing the methods, for this benchmark's model only)."""
+    counts = {"steps": 0}
+    prefill, decode_step = model.prefill, model.decode_step
+
+    def timed_prefill(*args: Any, **kwargs: Any) -> Any:
+        result = prefill(*args, **kwargs)
+        clock.mark("prefilled")
+        return result
+
+    def counted_step(*args: Any, **kwargs: Any) -> Any:
+        counts["steps"] += 1
+        return decode_step(*args, **kwargs)
+
+    model.prefill, model.decode_step = timed_prefill, counted_step  # type: ignore[method-assign]
+    return counts
+
+
+def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, *, seed: int = 0) -> dict[str, Any]:
+    """Run one sampled ``generate_batch`` -> prefill/decode seconds, steps, frames per row, peak MB."""
+    clock = Clock(device)
+    counts = _instrument(model, clock)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    synchronize(device)
+    try:
+        with PeakMemory(device) as memory, torch.inference_mode():
+            clock.mark("start")
+            generation = model.generate_batch(*scenario.ar_args(), num_target_phones=scenario.num_target_phones,
+                                              generator=generator)
+            clock.mark("end")
+    finally:
+        del model.prefill, model.decode_step  # back to the class's methods
+    frames = [int(codes.numel()) for codes in generation.codes]
+    return {
+        "prefill_s": clock.seconds("start", "prefilled"),
+        "decode_s": clock.seconds("prefilled", "end"),
+        "steps": counts["steps"],
+        "frames": frames,
+        "peak_memory_mb": memory.peak_mb,
+    }
+
+
+@dataclasses.dataclass
+class GreedyReference:
+    """The fp32 model's greedy output on one prompt, as a teacher-forcing batch, and its logits
+    FloatTensor[T, K+1] on the output frames (rows ``first:last`` of the model's logits)."""
+
+    batch: dict[str, torch.Tensor]
+    logits: torch.Tensor
+    first: int
+    last: int
+
+    @classmethod
+    def decode(cls, reference: nn.Module, scenario: Scenario, frames: int) -> "GreedyReference":
+        """Greedy decoding of the first prompt for ``frames`` frames (repetition guards off)."""
+        one = [tensor[:1] for tensor in scenario.ar_args()]
+        phones, phone_lens, phone_langs, prompt, prompt_lens, langs = one
+        saved = reference.config
+        reference.config = dataclasses.replace(saved, repeat_run_limit=0, loop_min_repeats=0, max_frames=frames)
+        try:
+            with torch.inference_mode():
+                greedy = reference.generate_batch(*one, num_target_phones=scenario.num_target_phones[:1],
+                                                  temperature=0.0).codes[0]
+        finally:
+            reference.config = saved
+        codes = torch.cat([prompt[0, : int(prompt_lens[0])], greedy]).unsqueeze(0)
+        batch = {"phones": phones, "phone_lens": phone_lens, "phone_langs": phone_langs, "codes": codes,
+                 "code_lens": torch.tensor([codes.shape[1]], device=codes.device), "code_langs": langs,
+                 "prompt_lens": prompt_lens}
+        first, last = int(prompt_lens[0]), codes.shape[1]
+        return cls(batch, cls.score(reference, batch, first, last), first, last)
+
+    @staticmethod
+    def score(model: nn.Module, batch: dict[str, torch.Tensor], first: int, last: int) -> torch.Tensor:
+        with torch.inference_mode():
+            return model(batch)["logits"][0, first:last].float()
+
+    def agreement(self, candidate: nn.Module) -> dict[str, float]:
+        """``greedy_token_agreement``: share of output frames where ``candidate``, fed the
+        reference's greedy history (teacher forcing, one parallel pass), picks the same token,
+        i.e. makes greedy decoding's choice. (A random-weight model's logits are nearly flat, so
+        free-running outputs would part at the first near-tie and measure the ties, not the
+        precision.) ``max_logit_error``: largest logit difference in units of the logits' standard
+        deviation (classes the benchmark disables, e.g. the end token, left out)."""
+        expected, got = self.logits, self.score(candidate, self.batch, self.first, self.last)
+        possible = expected > NEVER / 2
+        scale = expected[possible].std().clamp(min=1e-9)
+        return {"greedy_token_agreement": float((expected.argmax(-1) == got.argmax(-1)).float().mean()),
+                "max_logit_error": float((expected - got)[possible].abs().max() / scale)}
+
+
+def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
+                  output_seconds: float, bandwidth_gbps: float, agreement: bool = True, pack: bool = True,
+                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All batch x precision rows of one size (see the module docstring; ``pack``: see
+    :func:`~speechkit.infer.precision.apply_precision`)."""
+    rows: list[dict[str, Any]] = []
+    probe = make_scenario(size, 1, output_seconds=output_seconds)
+    reference = None
+    if agreement:
+        frames = min(AGREEMENT_FRAMES, int(probe.output_frames[0]))
+        reference = GreedyReference.decode(build_ar(size, probe).to(device), probe.to(device), frames)
+    for precision in precisions:
+        model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack)
+        weight_bytes = linear_weight_bytes(model)
+        quality = reference.agreement(model) if reference is not None else {}
+        for batch in batches:
+            scenario = make_scenario(size, batch, output_seconds=output_seconds)
+            timing = time_generation(model, scenario.to(device), device)
+            rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth_gbps, quality))
+            log(_progress(rows[-1]))
+        del model
+    return rows
+
+
+def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing: dict[str, Any], weight_bytes: int,
+         bandwidth_gbps: float, quality: dict[str, float]) -> dict[str, Any]:
+    """One result row: timings, throughput, RTF and (batch 1) the bandwidth floor."""
+    config = size.ar
+    frames = timing["frames"]
+    step_ms = 1000 * timing["decode_s"] / max(1, timing["steps"])
+    audio_s = sum(frames) / size.frame_rate
+    prompt = int(scenario.prompt_lens[0]) + int(scenario.phone_lens.max()) + 1  # phones + BOS + prompt frames
+    average_positions = prompt + max(frames) / 2
+    read_bytes = weight_bytes + kv_cache_bytes(num_layers=config["num_layers"], d_model=config["d_model"],
+                                               positions=average_positions, batch_size=batch)
+    row: dict[str, Any] = {
+        "size": size.name, "model": config["name"], "precision": precision, "batch": batch,
+        "prefill_s": timing["prefill_s"], "decode_s": timing["decode_s"], "steps": timing["steps"],
+        "frames": sum(frames), "ms_per_step": step_ms,
+        "tokens_per_s": sum(frames) / timing["decode_s"] if timing["decode_s"] > 0 else None,
+        "rtf": (timing["prefill_s"] + timing["decode_s"]) / audio_s,
+        "peak_memory_mb": timing["peak_memory_mb"],
+        "weight_mb": weight_bytes / 1e6, "kv_cache_mb_per_step": (read_bytes - weight_bytes) / 1e6,
+    }
+    if batch == 1:
+        floor_ms = 1000 * read_bytes / (bandwidth_gbps * 1e9)
+        row.update(floor_ms=floor_ms, floor_ratio=step_ms / floor_ms)
+    return {**row, **quality}
+
+
+def _progress(row: dict[str, Any]) -> str:
+    return (f"ar {row['size']} {row['precision']} batch {row['batch']}: {row['ms_per_step']:.2f} ms/step, "
+            f"{row['tokens_per_s']:.1f} tokens/s, RTF {row['rtf']:.3f}")
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """``batch_speedup``: tokens/s of each row over the batch-1 row of its size and precision."""
+    single = {(r["size"], r["precision"]): r["tokens_per_s"] for r in rows if r["batch"] == 1}
+    for row in rows:
+        base = single.get((row["size"], row["precision"]))
+        if base:
+            row["batch_speedup"] = row["tokens_per_s"] / base
+
+
+COLUMNS = [("size", "{}"), ("precision", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
+           ("batch_speedup", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("floor_ms", "{:.2f}"),
+           ("floor_ratio", "{:.2f}x"), ("greedy_token_agreement", "{:.2f}"), ("max_logit_error", "{:.3f}"),
+           ("peak_memory_mb", "{:.0f}")]
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, run the benchmark, print the table, write the JSON; returns the result."""
+    parser = bench_parser("ar", __doc__)
+    parser.add_argument("--bandwidth-mb", type=int, default=256, help="tensor size of the bandwidth measurement")
+    args = parse_common(parser, argv)
+    device = torch.device(args.device)
+    with torch_threads(args.threads):
+        bandwidth = measure_bandwidth(device, megabytes=args.bandwidth_mb)
+        rows: list[dict[str, Any]] = []
+        for name in args.sizes:
+            rows += bench_ar_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
+                                  output_seconds=args.output_seconds, bandwidth_gbps=bandwidth["floor_gbps"],
+                                  agreement=not args.no_agreement, pack=not args.no_pack, log=lambda line: print(line, file=sys.stderr))
+    add_speedups(rows)
+    return finish("ar", args, {"bandwidth": bandwidth, "rows": rows}, COLUMNS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``speechkit bench ar``)."""
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

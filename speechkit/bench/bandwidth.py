@@ -1,0 +1,65 @@
+"""The memory-bandwidth floor of batch-1 autoregressive decoding.
+
+One decoding step of a Transformer LM reads every weight of its linear layers once (a
+matrix-vector product each) plus the keys and values cached so far; with one sequence that is
+far less arithmetic than the memory can feed, so the step can take no less than
+``bytes read / memory bandwidth``. :func:`measure_bandwidth` measures the bandwidth on this
+device with large tensor copies and reductions; :func:`linear_weight_bytes` and
+:func:`kv_cache_bytes` count the bytes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from speechkit.bench.timing import timed
+
+
+def measure_bandwidth(device: torch.device, *, megabytes: int = 256, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` streaming rates, GB/s, over a ``megabytes`` fp32 tensor (far beyond the caches).
+
+    Returns ``copy_gbps`` (``y.copy_(x)``: bytes read + bytes written per second), ``read_gbps``
+    (``x.sum()``: bytes read per second) and ``floor_gbps``, the larger of the two: the rate the
+    floor is computed with (the most favourable one measured, so the floor is a lower bound).
+    """
+    numel = megabytes * 1_000_000 // 4
+    source = torch.ones(numel, device=device)
+    target = torch.empty_like(source)
+    copy_seconds = read_seconds = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):  # the first round warms the pages up
+            copy_seconds = min(copy_seconds, timed(device, lambda: target.copy_(source))[1])
+            read_seconds = min(read_seconds, timed(device, lambda: source.sum())[1])
+    nbytes = numel * 4
+    copy_gbps, read_gbps = 2 * nbytes / copy_seconds / 1e9, nbytes / read_seconds / 1e9
+    return {"copy_gbps": copy_gbps, "read_gbps": read_gbps, "floor_gbps": max(copy_gbps, read_gbps)}
+
+
+def _layer_weight_bytes(module: nn.Module) -> int:
+    """Bytes of the weight (and bias) of one linear layer: plain, packed or dynamically quantised."""
+    from speechkit.infer.precision import PackedLinear
+
+    if isinstance(module, PackedLinear):  # the packed tensor hides its real size
+        values = module.in_features * module.out_features + (0 if module.bias is None else module.out_features)
+        return values * torch.finfo(module.compute_dtype).bits // 8
+    if isinstance(module, nn.Linear):
+        return sum(t.numel() * t.element_size() for t in (module.weight, module.bias) if t is not None)
+    weight = getattr(module, "weight", None)
+    if callable(weight) and hasattr(module, "in_features"):  # torch.ao dynamic quantized Linear
+        quantized = weight()
+        scales = quantized.q_per_channel_scales().numel() * 8 if quantized.qscheme() in (
+            torch.per_channel_affine, torch.per_channel_symmetric) else 8
+        bias = module.bias()
+        return quantized.numel() * quantized.element_size() + scales + (0 if bias is None else bias.numel() * 4)
+    return 0
+
+
+def linear_weight_bytes(module: nn.Module) -> int:
+    """Bytes of all linear-layer weights under ``module`` (what a decoding step reads in full;
+    embedding tables contribute one row per token and are left out)."""
+    return sum(_layer_weight_bytes(child) for child in module.modules())
+
+
+def kv_cache_bytes(*, num_layers: int, d_model: int, positions: float, batch_size: int = 1, element_size: int = 4) -> float:
+    """Bytes of keys and values read by one step that attends to ``positions`` cached positions."""
+    return 2.0 * num_layers * batch_size * positions * d_model * element_size

@@ -1,0 +1,116 @@
+"""NAR benchmark: seconds for all levels 2..L of one output, and agreement with fp32.
+
+Usage::
+
+    speechkit bench nar [--sizes paper,default] [--batch 1] [--precision fp32,bf16,int8] \\
+        [--threads 2] [--device cpu|cuda] [--output-seconds 10 | --positions 435] [--out bench_nar.json]
+
+For every size x precision x batch it runs the random-weight NAR of
+:mod:`speechkit.bench.scenario` (``valle_nar``: one pass per level 2..L; ``continuous_nar``:
+one pass, then re-quantisation) on the target phones, the whole 3 s prompt and the level-1
+codes of the output. The sequence has ``positions`` = target phones + prompt frames + output
+frames (``--positions`` picks the output length that gives that many). Reported: seconds, the
+NAR real-time factor, peak memory, and ``code_agreement``, the share of codes of levels 2..L
+equal to those of the fp32 model.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from speechkit.bench.report import bench_parser, finish, parse_common
+from speechkit.bench.scenario import PHONES_PER_SECOND, BenchSize, Scenario, build_nar, get_size, make_scenario
+from speechkit.bench.timing import PeakMemory, timed, torch_threads
+from speechkit.errors import ConfigError
+from speechkit.infer.precision import apply_precision
+
+PROMPT_SECONDS = 3.0
+
+
+def output_seconds_for(size: BenchSize, positions: int) -> float:
+    """Output length whose NAR sequence (target phones + 3 s prompt + output frames) has ``positions``."""
+    seconds = (positions - PROMPT_SECONDS * size.frame_rate) / (PHONES_PER_SECOND + size.frame_rate)
+    if seconds <= 0:
+        raise ConfigError(f"--positions {positions} leaves no room for output after a {PROMPT_SECONDS:g} s prompt "
+                          f"({PROMPT_SECONDS * size.frame_rate:g} frames); give more positions.")
+    return seconds
+
+
+def nar_positions(scenario: Scenario) -> int:
+    """Length of the NAR's input sequence for the longest row."""
+    return int(scenario.num_target_phones.max()) + int(scenario.prompt_lens.max()) + int(scenario.output_frames.max())
+
+
+def time_nar(model: nn.Module, scenario: Scenario, device: torch.device) -> tuple[torch.Tensor, float, float | None]:
+    """One ``generate_batch`` -> (codes LongTensor[B, L, T], seconds, peak MB)."""
+    args = scenario.to(device).nar_args()
+    with PeakMemory(device) as memory, torch.inference_mode():
+        codes, seconds = timed(device, lambda: model.generate_batch(*args))
+    return codes.cpu(), seconds, memory.peak_mb
+
+
+def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
+                   output_seconds: float, agreement: bool = True, pack: bool = True,
+                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All batch x precision rows of one size (see the module docstring; ``pack``: see
+    :func:`~speechkit.infer.precision.apply_precision`)."""
+    rows: list[dict[str, Any]] = []
+    scenarios = {batch: make_scenario(size, batch, output_seconds=output_seconds) for batch in batches}
+    reference_codes: dict[int, torch.Tensor] = {}
+    if agreement:
+        reference = build_nar(size).to(device)
+        reference_codes = {batch: time_nar(reference, scenarios[batch], device)[0] for batch in batches[:1]}
+        del reference
+    for precision in precisions:
+        model = apply_precision(build_nar(size).to(device), precision, pack=pack)
+        for batch in batches:
+            scenario = scenarios[batch]
+            codes, seconds, peak = time_nar(model, scenario, device)
+            audio_s = float(scenario.output_frames.sum()) / size.frame_rate
+            row: dict[str, Any] = {
+                "size": size.name, "model": size.nar["name"], "precision": precision, "batch": batch,
+                "positions": nar_positions(scenario), "levels": size.num_quantizers - 1, "nar_s": seconds,
+                "rtf": seconds / audio_s, "peak_memory_mb": peak,
+            }
+            if batch in reference_codes:
+                row["code_agreement"] = float((codes[:, 1:] == reference_codes[batch][:, 1:]).float().mean())
+            rows.append(row)
+            log(f"nar {size.name} {precision} batch {batch}: {seconds:.2f} s over {row['positions']} positions")
+        del model
+    return rows
+
+
+COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("batch", "{}"), ("positions", "{}"),
+           ("levels", "{}"), ("nar_s", "{:.2f}"), ("rtf", "{:.3f}"), ("code_agreement", "{:.3f}"),
+           ("peak_memory_mb", "{:.0f}")]
+
+
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, run the benchmark, print the table, write the JSON; returns the result."""
+    parser = bench_parser("nar", __doc__, batch="1")
+    parser.add_argument("--positions", type=int, default=0,
+                        help="NAR sequence length to time (sets the output length; 0 = use --output-seconds)")
+    args = parse_common(parser, argv)
+    device = torch.device(args.device)
+    rows: list[dict[str, Any]] = []
+    with torch_threads(args.threads):
+        for name in args.sizes:
+            size = get_size(name)
+            seconds = output_seconds_for(size, args.positions) if args.positions > 0 else args.output_seconds
+            rows += bench_nar_size(size, batches=args.batch, precisions=args.precision, device=device,
+                                   output_seconds=seconds, agreement=not args.no_agreement, pack=not args.no_pack,
+                                   log=lambda line: print(line, file=sys.stderr))
+    return finish("nar", args, {"rows": rows}, COLUMNS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``speechkit bench nar``)."""
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

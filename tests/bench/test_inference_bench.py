@@ -1,0 +1,89 @@
+"""The inference benchmarks (`speechkit bench ar|nar|e2e`) on the tiny size: they run and write the figures."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
+from speechkit.bench.nar import output_seconds_for
+from speechkit.bench.scenario import build_ar, get_size, make_scenario
+from speechkit.bench.timing import Clock, PeakMemory
+from speechkit.cli import main
+from speechkit.errors import ConfigError
+from speechkit.infer.precision import apply_precision
+
+COMMON = ["--sizes", "tiny", "--threads", "1", "--output-seconds", "0.5"]
+
+
+def run_bench(what: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{what}.json"
+    assert main(["bench", what, *COMMON, "--out", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_bench("ar", tmp_path, "--batch", "1,3", "--bandwidth-mb", "8")
+    assert "ms_per_step" in capsys.readouterr().out  # the table
+    assert set(result["bandwidth"]) == {"copy_gbps", "read_gbps", "floor_gbps"}
+    assert result["environment"]["threads"] == 1 and result["options"]["sizes"] == ["tiny"]
+    rows = {(row["precision"], row["batch"]): row for row in result["rows"]}
+    assert set(rows) == {(p, b) for p in ("fp32", "bf16", "int8") for b in (1, 3)}
+    planned = {batch: int(make_scenario(get_size("tiny"), batch, output_seconds=0.5).output_frames.sum()) for batch in (1, 3)}
+    for (precision, batch), row in rows.items():
+        assert row["frames"] == planned[batch], "each sequence stops at its own planned length"
+        assert row["ms_per_step"] > 0 and row["tokens_per_s"] > 0 and row["rtf"] > 0 and row["batch_speedup"] > 0
+        assert 0.0 <= row["greedy_token_agreement"] <= 1.0
+        assert ("floor_ms" in row) == (batch == 1)
+    assert rows["fp32", 1]["greedy_token_agreement"] == 1.0
+    assert rows["fp32", 1]["floor_ratio"] == pytest.approx(rows["fp32", 1]["ms_per_step"] / rows["fp32", 1]["floor_ms"])
+
+
+def test_bench_nar_and_e2e(tmp_path: Path) -> None:
+    nar = run_bench("nar", tmp_path, "--precision", "fp32,int8", "--positions", "260")
+    assert [row["precision"] for row in nar["rows"]] == ["fp32", "int8"]
+    assert all(abs(row["positions"] - 260) <= 2 and row["levels"] == 2 and row["nar_s"] > 0 for row in nar["rows"])
+    assert nar["rows"][0]["code_agreement"] == 1.0
+    e2e = run_bench("e2e", tmp_path, "--batch", "2", "--precision", "bf16", "--no-pack")
+    [row] = e2e["rows"]
+    assert row["total_s"] == pytest.approx(row["ar_s"] + row["nar_s"] + row["vocoder_s"])
+    assert row["audio_s"] > 0 and row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
+
+
+def test_floor_counts_weights_in_their_stored_precision() -> None:
+    size = get_size("tiny")
+    scenario = make_scenario(size, 1)
+    sizes = {p: linear_weight_bytes(apply_precision(build_ar(size, scenario), p)) for p in ("fp32", "bf16", "int8")}
+    assert sizes["fp32"] == linear_weight_bytes(build_ar(size, scenario))
+    assert sizes["bf16"] == sizes["fp32"] // 2
+    assert sizes["int8"] < sizes["bf16"]
+    assert kv_cache_bytes(num_layers=2, d_model=8, positions=10, batch_size=3) == 2 * 2 * 3 * 10 * 8 * 4
+
+
+def test_bandwidth_and_clock_on_cpu() -> None:
+    figures = measure_bandwidth(torch.device("cpu"), megabytes=4, repeats=1)
+    assert figures["floor_gbps"] == max(figures["copy_gbps"], figures["read_gbps"]) > 0
+    clock = Clock(torch.device("cpu"))
+    clock.mark("a")
+    clock.mark("b")
+    assert clock.seconds("a", "b") >= 0
+
+
+def test_bad_options_are_clear() -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "ar", "--precision", "fp16"])
+    with pytest.raises(ConfigError, match="no room"):
+        output_seconds_for(get_size("paper"), 100)
+    with pytest.raises(ConfigError, match="Unknown benchmark size"):
+        get_size("huge")
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(64_000_000 // 4)  # 64 MB, touched
+        time.sleep(0.05)
+        del block
+    assert memory.peak_mb is None or memory.peak_mb > 64

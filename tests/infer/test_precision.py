@@ -1,0 +1,97 @@
+"""Inference precision paths: packed fp32 equals the reference, bf16/int8 stay close, errors are clear."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from speechkit.errors import ConfigError
+from speechkit.infer.precision import PackedLinear, apply_precision, onednn_packing_available
+from speechkit.registry import build
+
+CONTEXT = {"num_phones": 20, "codebook_size": 16, "num_languages": 3}
+TINY = {"d_model": 32, "num_heads": 2, "num_layers": 2, "ffn_dim": 64, "dropout": 0.0}
+
+
+def tiny(name: str = "valle_ar", kind: str = "ar_lm", **context: int) -> nn.Module:
+    torch.manual_seed(0)
+    return build(kind, {"name": name, **TINY}, **CONTEXT, **context).eval()
+
+
+def prompts() -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(1)
+    phones = torch.randint(1, 20, (2, 7), generator=generator)
+    return (phones, torch.tensor([7, 5]), torch.randint(0, 3, (2, 7), generator=generator),
+            torch.randint(0, 16, (2, 6), generator=generator), torch.tensor([6, 3]), torch.tensor([0, 1]))
+
+
+def teacher_forced_logits(model: nn.Module, steps: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits FloatTensor[steps, B, K+1] of a fixed token sequence (no feedback of the argmax)."""
+    generator = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, 16, (steps, 2, 1), generator=generator)
+    with torch.inference_mode():
+        state, logits = model.prefill(*prompts(), max_steps=steps)
+        rows = [logits]
+        for step in range(steps - 1):
+            rows.append(model.decode_step(state, tokens[step]))
+    stacked = torch.stack(rows)[:, :, 0]
+    return stacked, stacked.argmax(-1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_precision_paths_match_fp32(precision: str) -> None:
+    reference, reference_tokens = teacher_forced_logits(tiny())
+    model = apply_precision(tiny(), precision)
+    logits, tokens = teacher_forced_logits(model)
+    assert logits.dtype == torch.float32
+    tolerance = {"fp32": 1e-4, "bf16": 5e-2, "int8": 1e-1}[precision]
+    scale = reference.abs().max()
+    assert (logits - reference).abs().max() <= tolerance * scale
+    agreement = (tokens == reference_tokens).float().mean()
+    assert agreement == 1.0 if precision == "fp32" else agreement >= 0.8
+
+
+def test_packed_fp32_generation_is_greedy_identical_and_batch_independent() -> None:
+    reference = tiny()
+    model = apply_precision(tiny(), "fp32")
+    args = prompts()
+    expected = reference.generate_batch(*args, temperature=0.0)
+    batched = model.generate_batch(*args, temperature=0.0)
+    for row in range(2):
+        single = model.generate_batch(*(tensor[row : row + 1] for tensor in args), temperature=0.0)
+        assert torch.equal(single.codes[0], batched.codes[row])
+        assert torch.equal(expected.codes[row], batched.codes[row])
+
+
+def test_layers_are_swapped() -> None:
+    model = apply_precision(tiny(), "bf16")
+    assert not any(type(module) is nn.Linear for module in model.modules())
+    packed = [module for module in model.modules() if isinstance(module, PackedLinear)]
+    assert packed and all(module.compute_dtype == torch.bfloat16 for module in packed)
+    assert all(module.packed == onednn_packing_available() for module in packed)
+    quantized = apply_precision(tiny(), "int8")
+    assert not any(type(module) is nn.Linear for module in quantized.modules())
+
+
+@pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
+def test_nar_precision_paths_run(name: str) -> None:
+    model = tiny(name, "nar_lm", num_quantizers=3)
+    if name == "continuous_nar":
+        model.set_codewords(torch.randn(3, 16, model.config.feature_dim))
+    generator = torch.Generator().manual_seed(3)
+    args = (torch.randint(1, 20, (2, 5), generator=generator), torch.tensor([5, 4]), torch.zeros(2, 5, dtype=torch.long),
+            torch.randint(0, 16, (2, 3, 6), generator=generator), torch.tensor([6, 4]),
+            torch.randint(0, 16, (2, 8), generator=generator), torch.tensor([8, 6]))
+    expected = model.generate_batch(*args)
+    for precision in ("fp32", "bf16", "int8"):
+        copy = tiny(name, "nar_lm", num_quantizers=3)
+        copy.load_state_dict(model.state_dict())
+        codes = apply_precision(copy, precision).generate_batch(*args)
+        assert codes.shape == expected.shape
+        if precision == "fp32":
+            assert torch.equal(codes, expected)
+
+
+def test_unknown_precision_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="fp32, bf16, int8"):
+        apply_precision(tiny(), "fp16")
