@@ -204,7 +204,8 @@ def run_stage(config: Any, data: Path, dump: Path, exp: Path) -> Path:
             point_dir = out_root / variant / f"step-{step:08d}"
             point_file = point_dir / POINT_FILE
             stat = checkpoint.stat()  # a retrained run rewrites its checkpoints: the point is measured again
-            key = fingerprint(str(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns, dataclasses.asdict(curve))
+            key = fingerprint(str(checkpoint.resolve()), stat.st_size, stat.st_mtime_ns, dataclasses.asdict(curve),
+                              as_plain_dict(config.infer))  # sampling settings change the synthesis
             if point_file.is_file():
                 saved = json.loads(point_file.read_text(encoding="utf-8"))
                 if saved.get("key") == key:

@@ -95,8 +95,8 @@ class TaskItem:
     reference_wav: str
     other_speaker_wavs: list[str]
     #: The speaker's real speech in ``lang`` for speaker similarity: another sentence than
-    #: ``reference_wav`` when the speaker has one (else ``reference_wav``), so the ground-truth
-    #: and resynthesis rows are not compared with themselves.
+    #: ``reference_wav`` (and than a same-language prompt) when the speaker has one (else
+    #: ``reference_wav``), so no row is compared with its own reference or prompt.
     same_speaker_wav: str = ""
 
     def as_record(self) -> dict[str, Any]:
@@ -174,7 +174,8 @@ def _speaker_items(name: str, spec: TaskSpec, test: TestSet, speaker: str, targe
         prompt = test.find(speaker, prompt_pair, source)
         assert reference is not None and prompt is not None
         in_target = test.pairs_in(speaker, target)
-        same_pair = in_target[(in_target.index(pair) + 1) % len(in_target)]
+        step = 2 if len(in_target) > 2 else 1  # +1 is the same-language prompt's pair: keep them apart
+        same_pair = in_target[(in_target.index(pair) + step) % len(in_target)]
         same = test.find(speaker, same_pair, target) or reference
         items.append(TaskItem(
             id=reference, task=name, speaker=speaker, pair=pair, lang=target, text=data.text[reference],
