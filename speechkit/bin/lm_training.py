@@ -171,20 +171,6 @@ def durations_paths(dump: Path, options: LMTrainConfig) -> dict[str, Path]:
     return paths
 
 
-def load_trained_codec(exp: Path) -> Any:
-    """The codec stage 3 fitted (``exp/codec``), for models that need its codebooks.
-
-    Raises:
-        DataError: stage 3 has not run.
-    """
-    from speechkit.codec_io import load_codec
-
-    codec_dir = exp / "codec"
-    if not codec_dir.is_dir():
-        raise DataError(f"{codec_dir} does not exist: run stage 3 (./run.sh --stage 3 --stop-stage 3) first.")
-    return load_codec(codec_dir)
-
-
 def load_pair_datasets(
     stage: LMStage,
     model: nn.Module,
@@ -291,7 +277,9 @@ def run_stage(
         torch.manual_seed(options.seed)  # same initial weights on every rank and every fresh run
         model = registry.build(stage.kind, spec, **context)
         if callable(getattr(model, "attach_codec", None)):
-            model.attach_codec(load_trained_codec(exp))  # e.g. continuous_nar copies the codewords
+            from speechkit.codec_io import load_codec  # DataError naming stage 3 when it has not run
+
+            model.attach_codec(load_codec(exp / "codec"))  # e.g. continuous_nar copies the codewords
         pairing = PairingConfig(options.cross_lingual_prompt_prob,
                                 round(options.max_prompt_seconds * float(codec_info["frame_rate"])), options.seed)
         train_set, valid_set = load_pair_datasets(stage, model, options, data, dump, phone_table, pairing, durations,
