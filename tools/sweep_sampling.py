@@ -4,11 +4,17 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 (``exp/vallex_pack``) once per setting and scores them with the recipe's scorers (those named in
 ``curve.scorers``), so the ``infer:`` sampling defaults can be chosen by measurement.
 
+A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``) and options
+of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
+``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
+trained with ``train_nar --run-name``), to compare NARs on the same AR outputs' settings.
+
 Usage (from anywhere; paths are the recipe's)::
 
     python tools/sweep_sampling.py --recipe egs/vallex_zh_en \\
         --setting temperature=1.0 --setting temperature=0.7,top_k=20 --setting top_k=1 \\
-        [--tasks zs_en xl_zh2en xl_en2zh] [--max-items 8] [--out exp/sweep]
+        --setting temperature=0.5,ar.advance_threshold=0.4 \\
+        [--nar-pack exp/nar_noise/pack] [--tasks zs_en xl_zh2en xl_en2zh] [--max-items 8] [--out exp/sweep]
 
 Prints one row per setting and writes ``<out>/sweep.json``. Outputs of each setting stay in
 ``<out>/<setting>/`` (a finished setting is not redone).
@@ -29,15 +35,32 @@ from speechkit.infer.pipeline_pack import directory_fingerprint
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int}
 
 
-def parse_setting(text: str) -> dict[str, Any]:
-    """``"temperature=0.7,top_k=20"`` -> ``{"temperature": 0.7, "top_k": 20}``."""
+def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
+    """``"temperature=0.7,top_k=20,ar.advance_threshold=0.4"`` -> ``{"temperature": 0.7, "top_k": 20,
+    "ar.advance_threshold": 0.4}`` (``ar.`` fields typed after ``ar_config``'s current values)."""
     setting: dict[str, Any] = {}
+    ar_fields = {field.name for field in dataclasses.fields(ar_config)} if ar_config is not None else set()
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        if key not in SAMPLING_KEYS or not value:
-            raise SystemExit(f"--setting {text!r}: use KEY=VALUE pairs with KEY in {sorted(SAMPLING_KEYS)}.")
-        setting[key] = SAMPLING_KEYS[key](value)
+        field = key.removeprefix("ar.")
+        if key.startswith("ar.") and field in ar_fields and value:
+            current = getattr(ar_config, field)
+            setting[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+        elif key in SAMPLING_KEYS and value:
+            setting[key] = SAMPLING_KEYS[key](value)
+        else:
+            raise SystemExit(f"--setting {text!r}: use KEY=VALUE pairs with KEY in {sorted(SAMPLING_KEYS)} "
+                             f"or ar.FIELD with FIELD in {sorted(ar_fields)}.")
     return setting
+
+
+def load_nar(pack_dir: Path, evaluator: CheckpointEvaluator) -> Any:
+    """The NAR of a trained NAR pack, on the pipeline's device, prepared in its precision."""
+    from speechkit.infer.precision import apply_precision
+    from speechkit.pack import load_pack
+
+    nar_lm = load_pack(pack_dir, kinds=["nar_lm"], device=evaluator.pipeline.device)["nar_lm"]
+    return apply_precision(nar_lm.eval(), evaluator.pipeline.options.precision)
 
 
 def main() -> int:
@@ -48,6 +71,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=["zs_en", "xl_zh2en", "xl_en2zh"])
     parser.add_argument("--max-items", type=int, default=8)
     parser.add_argument("--out", default="exp/sweep", help="output dir, relative to --recipe")
+    parser.add_argument("--nar-pack", type=Path, help="another trained NAR's pack (relative to --recipe), "
+                        "e.g. exp/nar_noise/pack; default: the pipeline's own")
     args = parser.parse_args()
     os.chdir(args.recipe)
     config = load_config(args.config)
@@ -55,15 +80,28 @@ def main() -> int:
                                 max_items=args.max_items)
     evaluator = CheckpointEvaluator(config, curve, Path("data"), Path("dump"), Path("exp"))
     pack_key = directory_fingerprint(Path("exp") / "vallex_pack")
+    prefix = ""
+    if args.nar_pack:
+        evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
+        pack_key += directory_fingerprint(args.nar_pack)
+        prefix = f"nar-{args.nar_pack.parent.name}_"
+    ar_lm = evaluator.pipeline.ar_lm
+    ar_config = ar_lm.config
     rows = []
     for text in args.setting:
-        setting = parse_setting(text)
-        infer = dataclasses.replace(evaluator.infer, **setting)
-        label = "_".join(f"{key}{value}" for key, value in setting.items()) or "config"
-        figures = evaluator.synthesize_and_score(Path(args.out) / label, pack_key, infer)
-        rows.append({"setting": setting, **figures})
+        setting = parse_setting(text, ar_config)
+        sampling = {key: value for key, value in setting.items() if not key.startswith("ar.")}
+        infer = dataclasses.replace(evaluator.infer, **sampling)
+        ar_lm.config = dataclasses.replace(ar_config, **{key[3:]: value for key, value in setting.items()
+                                                         if key.startswith("ar.")})
+        label = prefix + ("_".join(f"{key}{value}" for key, value in setting.items()) or "config")
+        try:
+            figures = evaluator.synthesize_and_score(Path(args.out) / label, pack_key + repr(ar_lm.config), infer)
+        finally:
+            ar_lm.config = ar_config
+        rows.append({"setting": {**setting, **({"nar_pack": str(args.nar_pack)} if args.nar_pack else {})}, **figures})
         print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.out) / "sweep.json"
+    out = Path(args.out) / f"{prefix}sweep.json"
     out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     columns = sorted({key for row in rows for key in row if key != "setting"})
     print("| setting | " + " | ".join(columns) + " |")

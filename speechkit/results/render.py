@@ -223,6 +223,22 @@ def curve_sections(exp: Path) -> list[str]:
     return lines
 
 
+def sweep_sections(exp: Path) -> list[str]:
+    """Tables of every comparison ``tools/sweep_sampling.py`` wrote (``exp/sweep/*sweep.json``): one
+    row per setting (sampling, AR decoding options, the NAR pack) with its WER/PER and margins."""
+    lines: list[str] = []
+    for path in sorted((exp / "sweep").glob("*sweep.json")):
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list) or not rows:
+            continue
+        columns = sorted({key for row in rows for key in row if key != "setting"})
+        lines += ["", f"### {path.relative_to(exp.parent)}", ""]
+        lines += _table(["setting", *columns],
+                        ([", ".join(f"{k}={v}" for k, v in row.get("setting", {}).items()) or "recipe config",
+                          *(_format(row.get(c, "")) for c in columns)] for row in rows))
+    return lines
+
+
 def render_markdown(
     exp: Path, *, config_path: str | Path | None, command: str, targets: Sequence[Target] | None = None
 ) -> str:
@@ -279,6 +295,12 @@ def render_markdown(
     curves = curve_sections(exp)
     if curves:
         lines += ["", "## Curves (per variant, vs training minutes)", *curves]
+    sweeps = sweep_sections(exp)
+    if sweeps:
+        lines += ["", "## Comparisons (tools/sweep_sampling.py)", "",
+                  "The first `--max-items` test items of each task, synthesised with the final models under each "
+                  "setting (sampling options, `ar.*` decoding options of the AR model, or another NAR pack) and "
+                  "scored like the curve.", *sweeps]
     lines += ["", "Per-item scores and transcripts: `" + f"{exp.name}/score/<task>/scores.jsonl" + "`.", ""]
     return "\n".join(lines)
 

@@ -87,6 +87,18 @@ def test_timings_and_curves(exp: Path) -> None:
     assert _row(text, "aligned")[1] == "0.5"
 
 
+def test_sweep_comparisons_are_rendered(exp: Path) -> None:
+    assert "## Comparisons" not in render_markdown(exp, config_path=None, command="")
+    (exp / "sweep").mkdir()
+    rows = [{"setting": {"temperature": 0.5}, "wer_zs_en": 0.8, "sim_margin_zs_en": 0.1},
+            {"setting": {"temperature": 0.7, "nar_pack": "exp/nar_clean/pack"}, "wer_zs_en": 0.9}]
+    (exp / "sweep" / "nar-nar_clean_sweep.json").write_text(json.dumps(rows))
+    text = render_markdown(exp, config_path=None, command="")
+    assert "### exp/sweep/nar-nar_clean_sweep.json" in text
+    assert _row(text, "temperature=0.5")[1:] == ["0.1", "0.8"]
+    assert _row(text, "temperature=0.7, nar_pack=exp/nar_clean/pack")[1:] == ["", "0.9"]
+
+
 def test_cli_and_config_targets(exp: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("score:\n  targets:\n    - {description: margin, task: xl_en2zh, metric: sim_margin, min: 0.0}\n")

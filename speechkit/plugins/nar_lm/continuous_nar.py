@@ -69,6 +69,13 @@ class ContinuousNAR(nn.Module, NARLanguageModel):
             feature_dim: size of the codec's feature frames (80 for ``mel_rvq``'s log-mel);
                 :meth:`ContinuousNAR.attach_codec` checks it.
             mse_weight: weight of the MSE term beside the L1 term of the loss.
+            level1_noise: in training, the probability that a target frame's level-1 input code
+                is replaced by another code (the loss still targets the true features), so the
+                model learns to read the content from the aligned phone and to treat level 1 as
+                a noisy hint, as it is when the codes come from a sampling AR model.
+            level1_noise_neighbours: replacements are drawn among this many nearest level-1
+                codewords of the true code (plausible confusions, like a sampling AR's); 0 draws
+                uniformly from the whole codebook.
         """
 
         d_model: int = 256
@@ -78,6 +85,8 @@ class ContinuousNAR(nn.Module, NARLanguageModel):
         dropout: float = 0.1
         feature_dim: int = 80
         mse_weight: float = 1.0
+        level1_noise: float = 0.0
+        level1_noise_neighbours: int = 8
 
     def __init__(
         self,
@@ -96,6 +105,9 @@ class ContinuousNAR(nn.Module, NARLanguageModel):
         init_nar_context(self, component, config, num_phones, codebook_size, num_quantizers, num_languages)
         if config.feature_dim < 1:
             raise ConfigError(f"{component}: feature_dim must be positive, got {config.feature_dim}.")
+        if not 0.0 <= config.level1_noise <= 1.0 or config.level1_noise_neighbours < 0:
+            raise ConfigError(f"{component}: level1_noise must lie in [0, 1] and level1_noise_neighbours be >= 0 "
+                              f"(got {config.level1_noise}, {config.level1_noise_neighbours}).")
         d, dim = config.d_model, config.feature_dim
         #: FloatTensor[L, K, F]: codeword of each code of each level (from the codec).
         self.register_buffer("codewords", torch.zeros(num_quantizers, codebook_size, dim))  # type: ignore[arg-type]
@@ -188,6 +200,31 @@ class ContinuousNAR(nn.Module, NARLanguageModel):
         for level in range(2, num_levels + 1):
             total = total + self.codewords[level - 1][codes[:, level - 1]]
         return total
+
+    def corrupt_level1(self, level1: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training-time input noise: level1 LongTensor[B, T] -> LongTensor[B, T] with each code
+        replaced, with probability ``level1_noise``, by one of its ``level1_noise_neighbours``
+        nearest level-1 codewords (itself excluded; uniformly over the existing codes if 0)."""
+        config = self.config
+        if config.level1_noise <= 0.0:
+            return level1
+        device = level1.device
+        replace = torch.rand(level1.shape, generator=generator, device=device) < config.level1_noise
+        exists = self.code_exists[0]
+        num_codes = int(exists.sum())
+        neighbours = min(config.level1_noise_neighbours, num_codes - 1)
+        if neighbours < 1:
+            pool = exists.nonzero().flatten()
+            drawn = pool[torch.randint(0, len(pool), level1.shape, generator=generator, device=device)]
+        else:
+            table = self.codewords[0]  # [K, F]
+            distances = torch.cdist(table, table)
+            distances.fill_diagonal_(float("inf"))
+            distances[:, ~exists] = float("inf")
+            nearest = distances.topk(neighbours, dim=1, largest=False).indices  # [K, N]
+            choice = torch.randint(0, neighbours, level1.shape, generator=generator, device=device)
+            drawn = nearest[level1, choice]
+        return torch.where(replace, drawn, level1)
 
     # -- the network ---------------------------------------------------------------------------
     def _predict(
@@ -284,7 +321,8 @@ class ContinuousNAR(nn.Module, NARLanguageModel):
                 raise DataError(f"continuous_nar: level must lie in 2..{self.num_quantizers}, got {level}.")
         else:
             level = int(torch.randint(2, self.num_quantizers + 1, ()))
-        predicted = self._predict(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, codes[:, 0], code_lens,
+        level1 = self.corrupt_level1(codes[:, 0]) if self.training else codes[:, 0]
+        predicted = self._predict(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, level1, code_lens,
                                   batch.get("frame_phones"))
         target = self.features_of(codes)
         counted = lengths_to_mask(code_lens, codes.shape[2])

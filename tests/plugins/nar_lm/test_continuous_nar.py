@@ -132,3 +132,25 @@ def test_frame_phones_condition_each_frame_and_default_to_an_even_spread(nar_bat
         model.generate_features_batch(*args, level1, code_lens, torch.tensor([[0] * 7, [3, 0, 0, 0, 0, 0, 0]]))
     with pytest.raises(DataError, match="frame_phones must be"):
         model.generate_features_batch(*args, level1, code_lens, other[:, :5])
+
+
+def test_level1_noise_draws_near_codewords_and_only_in_training(nar_batch) -> None:
+    model = tiny_nar(level1_noise=0.5, level1_noise_neighbours=3)
+    level1 = torch.randint(0, 16, (4, 200), generator=torch.Generator().manual_seed(1))
+    noisy = model.corrupt_level1(level1, torch.Generator().manual_seed(2))
+    changed = noisy != level1
+    assert 0.4 < changed.float().mean() < 0.6
+    table = model.codewords[0]
+    distances = torch.cdist(table, table).fill_diagonal_(float("inf"))
+    nearest = distances.topk(3, dim=1, largest=False).indices  # [K, 3]
+    assert bool((nearest[level1[changed]] == noisy[changed].unsqueeze(1)).any(dim=1).all())
+    uniform = tiny_nar(level1_noise=1.0, level1_noise_neighbours=0).corrupt_level1(level1)
+    assert len(set(uniform[level1 == 0].tolist())) > 3  # not limited to neighbours
+    batch = nar_batch()
+    batch["level"] = torch.tensor(2)
+    with torch.no_grad():
+        first, second = model(batch)["loss"], model(batch)["loss"]
+    assert torch.equal(first, second)  # eval mode: no noise, deterministic
+    assert torch.equal(tiny_nar().corrupt_level1(level1), level1)  # off by default
+    with pytest.raises(ConfigError, match="level1_noise"):
+        tiny_nar(level1_noise=1.5)
