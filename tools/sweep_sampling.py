@@ -4,7 +4,8 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 (``exp/vallex_pack``) once per setting and scores them with the recipe's scorers (those named in
 ``curve.scorers``), so the ``infer:`` sampling defaults can be chosen by measurement.
 
-A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``) and options
+A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), the LMs'
+inference ``precision`` (``fp32``/``bf16``/``int8``: the pipeline is reloaded in it) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
 ``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
 trained with ``train_nar --run-name``), to compare NARs on the same AR outputs' settings.
@@ -16,8 +17,8 @@ Usage (from anywhere; paths are the recipe's)::
         --setting temperature=0.5,ar.advance_threshold=0.4 \\
         [--nar-pack exp/nar_noise/pack] [--tasks zs_en xl_zh2en xl_en2zh] [--max-items 8] [--out exp/sweep]
 
-Prints one row per setting and writes ``<out>/sweep.json``. Outputs of each setting stay in
-``<out>/<setting>/`` (a finished setting is not redone).
+Prints one row per setting and writes ``<out>/[nar-RUN_][NAME_]sweep.json`` (RESULTS.md renders
+it). Outputs of each setting stay in ``<out>/<setting>/`` (a finished setting is not redone).
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ from typing import Any
 
 from speechkit.bin.curve import CheckpointEvaluator, CurveConfig
 from speechkit.config import load_config, validate_options
+from speechkit.infer.pipeline import VallexPipeline
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
-SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int}
+SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -73,6 +75,8 @@ def main() -> int:
     parser.add_argument("--out", default="exp/sweep", help="output dir, relative to --recipe")
     parser.add_argument("--nar-pack", type=Path, help="another trained NAR's pack (relative to --recipe), "
                         "e.g. exp/nar_noise/pack; default: the pipeline's own")
+    parser.add_argument("--name", default="", help="table name: writes <out>/[nar-RUN_]<NAME>_sweep.json "
+                        "(default <out>/[nar-RUN_]sweep.json), which RESULTS.md renders")
     args = parser.parse_args()
     os.chdir(args.recipe)
     config = load_config(args.config)
@@ -82,16 +86,21 @@ def main() -> int:
     pack_key = directory_fingerprint(Path("exp") / "vallex_pack")
     prefix = ""
     if args.nar_pack:
-        evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
         pack_key += directory_fingerprint(args.nar_pack)
         prefix = f"nar-{args.nar_pack.parent.name}_"
-    ar_lm = evaluator.pipeline.ar_lm
-    ar_config = ar_lm.config
+    precision = None
     rows = []
     for text in args.setting:
-        setting = parse_setting(text, ar_config)
+        setting = parse_setting(text, evaluator.pipeline.ar_lm.config)
         sampling = {key: value for key, value in setting.items() if not key.startswith("ar.")}
         infer = dataclasses.replace(evaluator.infer, **sampling)
+        if infer.precision != precision:  # the LMs are prepared in place for one precision: reload
+            evaluator.pipeline = VallexPipeline.load(Path("exp") / "vallex_pack", infer.synthesis_options())
+            if args.nar_pack:
+                evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
+            precision = infer.precision
+        ar_lm = evaluator.pipeline.ar_lm
+        ar_config = ar_lm.config
         ar_lm.config = dataclasses.replace(ar_config, **{key[3:]: value for key, value in setting.items()
                                                          if key.startswith("ar.")})
         label = prefix + ("_".join(f"{key}{value}" for key, value in setting.items()) or "config")
@@ -101,7 +110,7 @@ def main() -> int:
             ar_lm.config = ar_config
         rows.append({"setting": {**setting, **({"nar_pack": str(args.nar_pack)} if args.nar_pack else {})}, **figures})
         print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.out) / f"{prefix}sweep.json"
+    out = Path(args.out) / f"{prefix}{args.name + '_' if args.name else ''}sweep.json"
     out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     columns = sorted({key for row in rows for key in row if key != "setting"})
     print("| setting | " + " | ".join(columns) + " |")
