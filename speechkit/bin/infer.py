@@ -13,6 +13,8 @@ Usage (from a recipe dir)::
    JSON object per item: the :class:`~speechkit.infer.tasks.TaskItem` fields plus ``wav``
    (the output, or the real wav for ``ground_truth``; ``null`` when synthesis failed),
    ``seconds``, ``stop_reason``, ``error`` and, for S2ST, the recognised/translated phones).
+   The ``nar_oracle_*`` tasks read the test set's phones (``data/<set>/phones``) and aligned
+   durations (``dump/<set>/durations``, from the alignment step of stage 4).
 
 Idempotent and resumable: a finished task has a done-marker whose fingerprint covers the config,
 the pack's sources and the item list; an interrupted task keeps the items it finished in
@@ -30,7 +32,7 @@ from tqdm import tqdm
 
 from speechkit.bin.common import load_stage_config, run_main, stage_parser
 from speechkit.config import as_plain_dict, require_sections, validate_options
-from speechkit.errors import AudioError, TextError
+from speechkit.errors import AudioError, DataError, TextError
 from speechkit.infer.pipeline import SynthesisOptions, SynthesisRequest, VallexPipeline
 from speechkit.infer.pipeline_pack import assemble_pipeline_pack, directory_fingerprint
 from speechkit.infer.tasks import TASKS, TaskItem, build_items, task_spec
@@ -100,11 +102,36 @@ def ensure_pipeline_pack(frontend_spec: dict[str, Any], dump: Path, exp: Path) -
     return pack_dir, key
 
 
+@dataclasses.dataclass
+class OracleTargets:
+    """What the ``nar_oracle`` tasks take from the data instead of the AR model: each test
+    utterance's phone tokens and their aligned durations in codec frames."""
+
+    phones: dict[str, list[str]]
+    durations: dict[str, list[int]]
+
+    @classmethod
+    def load(cls, data_dir: Path, dump_dir: Path) -> "OracleTargets":
+        """From ``data_dir/phones`` (stage 2) and ``dump_dir/durations`` (stage 4's alignment).
+
+        Raises:
+            DataError: either file is missing (names the stage that writes it).
+        """
+        from speechkit.align.durations import DURATIONS_FILE, read_durations
+        from speechkit.data.datadir import read_table
+
+        if not (data_dir / "phones").is_file():
+            raise DataError(f"{data_dir}/phones does not exist: run stage 2 (./run.sh --stage 2 --stop-stage 2).")
+        phones = {utt: line.split() for utt, line in read_table(data_dir / "phones", allow_empty_value=True).items()}
+        return cls(phones, read_durations(dump_dir / DURATIONS_FILE))
+
+
 class TaskRunner:
     """Runs one task's items through the pipeline, resumably (see the module docstring)."""
 
-    def __init__(self, pipeline: VallexPipeline, config: InferConfig, out_dir: Path) -> None:
-        self.pipeline, self.config, self.out_dir = pipeline, config, out_dir
+    def __init__(self, pipeline: VallexPipeline, config: InferConfig, out_dir: Path,
+                 oracle: OracleTargets | None = None) -> None:
+        self.pipeline, self.config, self.out_dir, self.oracle = pipeline, config, out_dir, oracle
 
     def run(self, name: str, items: list[TaskItem], key: str) -> list[dict[str, Any]]:
         """Make every item's output -> records in ``items`` order (also written to items.jsonl)."""
@@ -149,6 +176,8 @@ class TaskRunner:
             return [self._record(item, wav=item.reference_wav) for item in items]
         if kind == "resynth":
             return [self._resynthesize(item) for item in items]
+        if kind == "nar_oracle":
+            return self._complete_oracle(items)
         requests: list[SynthesisRequest | None] = []
         extras: list[dict[str, Any]] = []
         for item in items:
@@ -196,6 +225,36 @@ class TaskRunner:
         speech = self.pipeline.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
         return self._save(item, speech, stop_reason="resynth")
 
+    def _complete_oracle(self, items: list[TaskItem]) -> list[dict[str, Any]]:
+        """The NAR and vocoder on each reference utterance's level-1 codes and aligned phones."""
+        from speechkit.align.mas import durations_to_frame_phones
+        from speechkit.audio.io import load_audio
+
+        if self.oracle is None:
+            raise DataError("nar_oracle tasks need the test set's phones and durations (OracleTargets).")
+        pipeline, ready, records = self.pipeline, [], {}
+        for item in items:
+            phones, durations = self.oracle.phones.get(item.reference_utt), self.oracle.durations.get(item.reference_utt)
+            if phones is None or durations is None or len(phones) != len(durations):
+                records[item.id] = self._record(item, error="no phones/durations of the reference: re-run stages 2 and 4")
+                continue
+            wav, rate = load_audio(item.prompt_wav)
+            prompt = pipeline.make_voice_prompt(wav, rate, item.prompt_text, item.source_lang)
+            reference, reference_rate = load_audio(item.reference_wav)
+            level1 = pipeline.encode_audio(reference, reference_rate, item.reference_wav)[0]
+            frame_phones = durations_to_frame_phones(durations)
+            if frame_phones.numel() != level1.numel():
+                records[item.id] = self._record(
+                    item, error=f"durations cover {frame_phones.numel()} frames, the codes {level1.numel()}: "
+                                "re-run the alignment step of stage 4")
+                continue
+            ready.append((item, SynthesisRequest(prompt, phones, item.lang, item.lid), level1, frame_phones))
+        if ready:
+            results = pipeline.complete_level1([r[1] for r in ready], [r[2] for r in ready], [r[3] for r in ready])
+            for (item, *_), result in zip(ready, results):
+                records[item.id] = self._save(item, result.wav, stop_reason=result.stop_reason)
+        return [records[item.id] for item in items]
+
     def _save(self, item: TaskItem, wav: Any, **extra: Any) -> dict[str, Any]:
         from speechkit.audio.io import save_audio
 
@@ -229,6 +288,9 @@ def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path
         task_spec(name)
     pack_dir, pack_key = ensure_pipeline_pack(as_plain_dict(config["frontend"]), dump, exp)
     test = DataDir.load(data / infer.test_set)
+    oracle: OracleTargets | None = None
+    if any(task_spec(name).kind == "nar_oracle" for name in names):
+        oracle = OracleTargets.load(data / infer.test_set, dump / infer.test_set)
     pipeline: VallexPipeline | None = None
     outputs: dict[str, Path] = {}
     settings = {k: v for k, v in dataclasses.asdict(infer).items() if k != "tasks"}
@@ -239,6 +301,9 @@ def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path
             log.warning("%s: the test set has no items for this task; skipped", name)
             continue
         key = fingerprint(name, settings, pack_key, [(i.id, i.prompt_utt, i.text) for i in items])
+        if task_spec(name).kind == "nar_oracle" and oracle is not None:  # realigned durations: redo
+            key = fingerprint(key, [(oracle.phones.get(i.reference_utt), oracle.durations.get(i.reference_utt))
+                                    for i in items])
         marker = StageMarker(out_dir, "items", key)
         if marker.is_done():
             log.info("%s: done already (%s)", name, out_dir / ITEMS_FILE)
@@ -249,7 +314,7 @@ def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path
             log.warning("%s: skipped, the pipeline pack has no ST frontend (run stage 6)", name)
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
-        records = TaskRunner(pipeline, infer, out_dir).run(name, items, key)
+        records = TaskRunner(pipeline, infer, out_dir, oracle).run(name, items, key)
         failed = sum(record["wav"] is None for record in records)
         marker.mark_done(items=len(records), failed=failed)
         log.info("%s: %d items (%d failed) -> %s", name, len(records), failed, out_dir / ITEMS_FILE)

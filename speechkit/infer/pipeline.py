@@ -362,13 +362,46 @@ class VallexPipeline:
                 empty = torch.zeros(self.codec.num_quantizers, 0, dtype=torch.long)
                 results.append(SynthesisResult(np.zeros(0, dtype=np.float32), empty, "empty", request))
                 continue
-            codes = all_levels[row]
-            if row in features:
-                wav = self.codec.features_to_wav(features[row]).detach().cpu().float().numpy().reshape(-1)  # type: ignore[attr-defined]
-            else:
-                wav = self.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
-            results.append(SynthesisResult(wav, codes, generation.stop_reasons[row], request))
+            wav = self._to_wav(all_levels[row], features.get(row))
+            results.append(SynthesisResult(wav, all_levels[row], generation.stop_reasons[row], request))
         return results
+
+    def _to_wav(self, codes: torch.Tensor, features: torch.Tensor | None) -> np.ndarray:
+        """All levels' codes LongTensor[L, T] (or, with :attr:`decodes_features`, the NAR's
+        predicted FloatTensor[T, F]) -> float32[S]."""
+        if features is not None:
+            return self.codec.features_to_wav(features).detach().cpu().float().numpy().reshape(-1)  # type: ignore[attr-defined]
+        return self.codec.decode(codes).detach().cpu().float().numpy().reshape(-1)
+
+    @torch.no_grad()
+    def complete_level1(self, requests: Sequence[SynthesisRequest], level1: Sequence[torch.Tensor],
+                        frame_phones: Sequence[torch.Tensor] | None = None) -> list[SynthesisResult]:
+        """NAR + vocoder from given level-1 codes: the pipeline without its AR model (e.g. the
+        real utterance's codes and aligned phones, the upper bound of what the AR could give).
+
+        level1: LongTensor[T_b] per request; frame_phones: LongTensor[T_b] per request, each
+        frame's index among ``request.phones`` (for NARs that use an alignment).
+
+        Raises:
+            DataError: lengths disagree or a frame points past the request's phones.
+        """
+        if len(level1) != len(requests) or (frame_phones is not None and len(frame_phones) != len(requests)):
+            raise DataError("complete_level1: give one level-1 sequence (and frame_phones) per request.")
+        for row, codes in enumerate(level1):
+            if codes.dim() != 1 or codes.numel() < 2:
+                raise DataError(f"complete_level1: request {row} needs a LongTensor[T >= 2] of level-1 codes.")
+            if frame_phones is not None:
+                alignment = frame_phones[row]
+                if alignment.shape != codes.shape or int(alignment.min()) < 0 or \
+                        int(alignment.max()) >= len(requests[row].phones):
+                    raise DataError(f"complete_level1: frame_phones of request {row} must give one phone index "
+                                    f"in 0..{len(requests[row].phones) - 1} per level-1 frame.")
+        requests, level1 = list(requests), [codes.cpu().long() for codes in level1]
+        alignment = [a.cpu().long() for a in frame_phones] if frame_phones is not None else None
+        filled, predicted = self._fill_levels(requests, level1, alignment)
+        return [SynthesisResult(self._to_wav(codes, predicted[row] if predicted is not None else None), codes,
+                                "oracle", request)
+                for row, (codes, request) in enumerate(zip(filled, requests))]
 
     @property
     def decodes_features(self) -> bool:

@@ -17,6 +17,9 @@ Tasks (``zh2en`` = Chinese prompt/source, English output):
 ``xl_*_nolid``              the same with the *source* language ID (the paper's LID analysis)
 ``s2st_zh2en``, ...         S2ST with the ST frontend (source speech is the prompt)
 ``s2st_oracle_zh2en``, ...  S2ST with the oracle source transcript and target translation
+``nar_oracle_en``, ``_zh``  no AR: the NAR and vocoder given the real utterance's level-1 codes and
+                            its aligned phones (``dump/<set>/durations``), prompt as ``zs_*``: the
+                            upper bound of the AR model, and the NAR's own loss
 ==========================  =====================================================================
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ from speechkit.errors import ConfigError, DataError
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """What a task does: ``kind`` is ``ground_truth``, ``resynth``, ``zero_shot``,
-    ``cross_lingual``, ``s2st`` or ``s2st_oracle``; ``source``/``target`` are the prompt and output
+    ``cross_lingual``, ``s2st``, ``s2st_oracle`` or ``nar_oracle``; ``source``/``target`` are the prompt and output
     languages (``None``: both languages); ``source_lid`` gives the AR the source language ID."""
 
     kind: str
@@ -60,6 +63,8 @@ TASKS: dict[str, TaskSpec] = {
     "s2st_en2zh": TaskSpec("s2st", "en", "zh"),
     "s2st_oracle_zh2en": TaskSpec("s2st_oracle", "zh", "en"),
     "s2st_oracle_en2zh": TaskSpec("s2st_oracle", "en", "zh"),
+    "nar_oracle_en": TaskSpec("nar_oracle", "en", "en"),
+    "nar_oracle_zh": TaskSpec("nar_oracle", "zh", "zh"),
 }
 
 

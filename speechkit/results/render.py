@@ -29,6 +29,8 @@ GROUND_TRUTH = "ground_truth"
 TASK_TITLES: dict[str, str] = {
     "ground_truth": "ground truth (real recordings)",
     "resynth": "codec resynthesis (codec upper bound)",
+    "nar_oracle_en": "NAR + vocoder from the real level-1 codes and alignment, en (AR upper bound)",
+    "nar_oracle_zh": "NAR + vocoder from the real level-1 codes and alignment, zh (AR upper bound)",
     "zs_en": "zero-shot TTS, en prompt -> en",
     "zs_zh": "zero-shot TTS, zh prompt -> zh",
     "xl_zh2en": "cross-lingual TTS, zh prompt -> en",

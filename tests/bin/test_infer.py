@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from speechkit.align.durations import write_durations
 from speechkit.audio.io import save_audio
 from speechkit.bin import infer
-from speechkit.data.datadir import DataDir
+from speechkit.codec_io import load_codec
+from speechkit.data.datadir import DataDir, write_table
 from speechkit.infer.tasks import TASKS
 from speechkit.infer.tiny import build_tiny_parts, synthetic_voice
 from speechkit.pack import read_manifest
@@ -39,6 +41,17 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"utt2pair": {utt: pair for utt, (_, pair, _) in utts.items()},
              "translation": {utt: TEXT[(pair, "zh" if lang == "en" else "en")] for utt, (_, pair, lang) in utts.items()}},
             ).save()
+    # stage 2's phones and stage 4's durations (an even spread over the codec frames) for nar_oracle_*
+    codec = load_codec(root / "exp" / "codec")
+    phones, durations = {}, {}
+    for utt, (_, pair, lang) in utts.items():
+        tokens = [phone.token for phone in parts.frontend.phonemize(TEXT[(pair, lang)], lang)]
+        frames = int(codec.encode(synthetic_voice(0.6, 110 + 15 * sorted(utts).index(utt),
+                                                  seed=sorted(utts).index(utt))).shape[1])
+        phones[utt] = " ".join(tokens)
+        durations[utt] = [frames * (i + 1) // len(tokens) - frames * i // len(tokens) for i in range(len(tokens))]
+    write_table(root / "data" / "test" / "phones", phones)
+    write_durations(root / "dump" / "test" / "durations", durations)
     (root / "conf.yaml").write_text(
         "frontend: {name: multilingual, languages: {en: {name: g2p_en}, zh: {name: pypinyin}}}\n"
         "infer: {max_items: 2, num_other_speakers: 1, batch_size: 2}\n"  # sampled: greedy random weights loop
@@ -68,7 +81,7 @@ def test_stage7_writes_every_task_and_is_idempotent(recipe: Path) -> None:
             assert len(item["other_speaker_wavs"]) == 1 and item["speaker"] not in item["other_speaker_wavs"][0]
             assert item["wav"] is None or Path(item["wav"]).is_file()
             assert item["wav"] is not None or item["error"]
-        if task.startswith(("xl_", "zs_", "resynth")):
+        if task.startswith(("xl_", "zs_", "resynth", "nar_oracle")):
             assert all(item["wav"] and "/exp/infer/" in item["wav"] for item in items), task
     ground_truth = read_items(recipe, "ground_truth")
     assert all(item["wav"] == item["reference_wav"] for item in ground_truth)
@@ -77,6 +90,8 @@ def test_stage7_writes_every_task_and_is_idempotent(recipe: Path) -> None:
     nolid = read_items(recipe, "xl_zh2en_nolid")
     assert all((item["lang"], item["lid"]) == ("en", "zh") for item in nolid)
     assert all(item["target_phones"].startswith("en:") for item in read_items(recipe, "s2st_oracle_zh2en"))
+    for item in read_items(recipe, "nar_oracle_zh"):  # the reference's own length: its codes, not the AR's
+        assert item["stop_reason"] == "oracle" and abs(item["seconds"] - 0.6) < 0.05
     stamps = {task: (recipe / "exp" / "infer" / task / "items.jsonl").stat().st_mtime_ns for task in TASKS}
     assert run(recipe) == 0  # a second run finds everything done
     assert stamps == {task: (recipe / "exp" / "infer" / task / "items.jsonl").stat().st_mtime_ns for task in TASKS}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechkit.errors import AudioError, ConfigError, TextError
+from speechkit.errors import AudioError, ConfigError, DataError, TextError
 from speechkit.infer import SynthesisOptions, VallexPipeline, VoicePrompt, assemble_pipeline_pack
 from speechkit.infer.tiny import synthetic_voice
 from speechkit.text.languages import language_id, token_language_ids
@@ -216,6 +216,14 @@ def test_a_feature_predicting_nar_feeds_the_vocoder_directly(tmp_path: Path) -> 
     continuous.ar_lm.generate_batch, continuous.nar_lm.generate_features_batch = aligned_generate, recording_features
     [aligned] = continuous.generate(requests[:1])
     assert seen and seen[0] is not None and seen[0].shape == (1, aligned.codes.shape[1]) and int(seen[0].max()) == 0
+    # complete_level1 (the nar_oracle path): the same NAR + vocoder on given codes and alignment
+    [completed] = continuous.complete_level1(requests[:1], [aligned.codes[0]], [seen[0][0]])
+    assert completed.stop_reason == "oracle" and torch.equal(completed.codes, aligned.codes)
+    assert np.allclose(completed.wav, aligned.wav, atol=1e-4)
+    with pytest.raises(DataError, match="frame_phones"):
+        continuous.complete_level1(requests[:1], [aligned.codes[0]], [seen[0][0] + len(requests[0].phones)])
+    with pytest.raises(DataError, match="one level-1 sequence"):
+        continuous.complete_level1(requests[:2], [aligned.codes[0]])
 
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
