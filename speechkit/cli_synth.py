@@ -25,6 +25,8 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the LMs (default cpu)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                         help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")
+    parser.add_argument("--kv-cache", choices=["fp32", "bf16"], default="fp32",
+                        help="KV cache of AR decoding: fp32 (default) or bf16 (half the bytes per step)")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load_pipeline(args: argparse.Namespace) -> Any:
     from speechkit.infer import SynthesisOptions, VallexPipeline
 
-    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision), device=args.device)
+    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache), device=args.device)
 
 
 def cmd_xtts(args: argparse.Namespace) -> int:

@@ -3,9 +3,9 @@
 Usage::
 
     speechkit bench ar [--sizes paper,default] [--batch 1,8] [--precision fp32,bf16,int8] \\
-        [--threads 2] [--device cpu|cuda] [--output-seconds 10] [--out bench_ar.json]
+        [--kv-cache fp32,bf16] [--threads 2] [--device cpu|cuda] [--output-seconds 10] [--out bench_ar.json]
 
-For every size x precision x batch it builds the random-weight AR LM of
+For every size x precision x KV-cache precision x batch it builds the random-weight AR LM of
 :mod:`speechkit.bench.scenario`, applies the precision (:func:`speechkit.infer.apply_precision`)
 and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decoding loop: KV cache,
 sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
@@ -28,7 +28,7 @@ from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measu
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
-from speechkit.infer.precision import apply_precision
+from speechkit.infer.precision import KV_CACHES, apply_precision
 
 AGREEMENT_FRAMES = 100
 
@@ -127,9 +127,9 @@ class GreedyReference:
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
                   output_seconds: float, bandwidth_gbps: float, agreement: bool = True, pack: bool = True,
-                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring; ``pack``: see
-    :func:`~speechkit.infer.precision.apply_precision`)."""
+                  kv_caches: Sequence[str] = ("fp32",), log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All precision x KV cache x batch rows of one size (see the module docstring; ``pack``,
+    ``kv_caches``: see :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
     reference = None
@@ -137,20 +137,22 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
         frames = min(AGREEMENT_FRAMES, int(probe.output_frames[0]))
         reference = GreedyReference.decode(build_ar(size, probe).to(device), probe.to(device), frames)
     for precision in precisions:
-        model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack)
-        weight_bytes = linear_weight_bytes(model)
-        quality = reference.agreement(model) if reference is not None else {}
-        for batch in batches:
-            scenario = make_scenario(size, batch, output_seconds=output_seconds)
-            timing = time_generation(model, scenario.to(device), device)
-            rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth_gbps, quality))
-            log(_progress(rows[-1]))
-        del model
+        for kv_cache in kv_caches:
+            model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack, kv_cache=kv_cache)
+            weight_bytes = linear_weight_bytes(model)
+            quality = reference.agreement(model) if reference is not None else {}
+            for batch in batches:
+                scenario = make_scenario(size, batch, output_seconds=output_seconds)
+                timing = time_generation(model, scenario.to(device), device)
+                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth_gbps, quality,
+                                 kv_cache))
+                log(_progress(rows[-1]))
+            del model
     return rows
 
 
 def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing: dict[str, Any], weight_bytes: int,
-         bandwidth_gbps: float, quality: dict[str, float]) -> dict[str, Any]:
+         bandwidth_gbps: float, quality: dict[str, float], kv_cache: str = "fp32") -> dict[str, Any]:
     """One result row: timings, throughput, RTF and (batch 1) the bandwidth floor."""
     config = size.ar
     frames = timing["frames"]
@@ -159,9 +161,10 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
     prompt = int(scenario.prompt_lens[0]) + int(scenario.phone_lens.max()) + 1  # phones + BOS + prompt frames
     average_positions = prompt + max(frames) / 2
     read_bytes = weight_bytes + kv_cache_bytes(num_layers=config["num_layers"], d_model=config["d_model"],
-                                               positions=average_positions, batch_size=batch)
+                                               positions=average_positions, batch_size=batch,
+                                               element_size=KV_CACHES[kv_cache].itemsize)
     row: dict[str, Any] = {
-        "size": size.name, "model": config["name"], "precision": precision, "batch": batch,
+        "size": size.name, "model": config["name"], "precision": precision, "kv_cache": kv_cache, "batch": batch,
         "prefill_s": timing["prefill_s"], "decode_s": timing["decode_s"], "steps": timing["steps"],
         "frames": sum(frames), "ms_per_step": step_ms,
         "tokens_per_s": sum(frames) / timing["decode_s"] if timing["decode_s"] > 0 else None,
@@ -176,20 +179,20 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
 
 
 def _progress(row: dict[str, Any]) -> str:
-    return (f"ar {row['size']} {row['precision']} batch {row['batch']}: {row['ms_per_step']:.2f} ms/step, "
+    return (f"ar {row['size']} {row['precision']} kv {row['kv_cache']} batch {row['batch']}: {row['ms_per_step']:.2f} ms/step, "
             f"{row['tokens_per_s']:.1f} tokens/s, RTF {row['rtf']:.3f}")
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> None:
-    """``batch_speedup``: tokens/s of each row over the batch-1 row of its size and precision."""
-    single = {(r["size"], r["precision"]): r["tokens_per_s"] for r in rows if r["batch"] == 1}
+    """``batch_speedup``: tokens/s of each row over the batch-1 row of its size, precision and KV cache."""
+    single = {(r["size"], r["precision"], r.get("kv_cache")): r["tokens_per_s"] for r in rows if r["batch"] == 1}
     for row in rows:
-        base = single.get((row["size"], row["precision"]))
+        base = single.get((row["size"], row["precision"], row.get("kv_cache")))
         if base:
             row["batch_speedup"] = row["tokens_per_s"] / base
 
 
-COLUMNS = [("size", "{}"), ("precision", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
+COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
            ("batch_speedup", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("floor_ms", "{:.2f}"),
            ("floor_ratio", "{:.2f}x"), ("greedy_token_agreement", "{:.2f}"), ("max_logit_error", "{:.3f}"),
            ("peak_memory_mb", "{:.0f}")]
@@ -207,7 +210,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for name in args.sizes:
             rows += bench_ar_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
                                   output_seconds=args.output_seconds, bandwidth_gbps=bandwidth["floor_gbps"],
-                                  agreement=not args.no_agreement, pack=not args.no_pack, log=lambda line: print(line, file=sys.stderr))
+                                  agreement=not args.no_agreement, pack=not args.no_pack, kv_caches=args.kv_cache,
+                                  log=lambda line: print(line, file=sys.stderr))
     add_speedups(rows)
     return finish("ar", args, {"bandwidth": bandwidth, "rows": rows}, COLUMNS)
 

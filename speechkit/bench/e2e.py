@@ -2,7 +2,7 @@
 
 Usage::
 
-    speechkit bench e2e [--sizes paper,default] [--batch 1,8] [--precision fp32,int8] \\
+    speechkit bench e2e [--sizes paper,default] [--batch 1,8] [--precision fp32,int8] [--kv-cache fp32] \\
         [--threads 2] [--device cpu|cuda] [--output-seconds 10] [--out bench_e2e.json]
 
 For every size x precision x batch: the AR generates the level-1 codes of each sequence
@@ -41,15 +41,16 @@ def _features(nar: Any, size: BenchSize, args: tuple[torch.Tensor, ...], lengths
 
 
 def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                   output_seconds: float, pack: bool = True, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring; ``pack``: see
-    :func:`~speechkit.infer.precision.apply_precision`)."""
+                   output_seconds: float, pack: bool = True, kv_cache: str = "fp32",
+                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """All batch x precision rows of one size (see the module docstring; ``pack``, ``kv_cache``:
+    see :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     vocoder = build_vocoder_net(size)
     for precision in precisions:
         for batch in batches:
             scenario = make_scenario(size, batch, output_seconds=output_seconds)
-            ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack)
+            ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack, kv_cache=kv_cache)
             nar = apply_precision(build_nar(size).to(device), precision, pack=pack)
             on_device = scenario.to(device)
             with PeakMemory(device) as memory:
@@ -61,7 +62,7 @@ def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
             ar_s = generation["prefill_s"] + generation["decode_s"]
             audio_s = sum(lengths) / size.frame_rate
             rows.append({
-                "size": size.name, "precision": precision, "batch": batch, "audio_s": audio_s,
+                "size": size.name, "precision": precision, "kv_cache": kv_cache, "batch": batch, "audio_s": audio_s,
                 "ar_s": ar_s, "nar_s": nar_s, "vocoder_s": vocoder_s, "total_s": ar_s + nar_s + vocoder_s,
                 "ar_rtf": ar_s / audio_s, "nar_rtf": nar_s / audio_s, "vocoder_rtf": vocoder_s / audio_s,
                 "rtf": (ar_s + nar_s + vocoder_s) / audio_s, "peak_memory_mb": memory.peak_mb,
@@ -71,7 +72,7 @@ def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
     return rows
 
 
-COLUMNS = [("size", "{}"), ("precision", "{}"), ("batch", "{}"), ("audio_s", "{:.1f}"), ("ar_s", "{:.2f}"),
+COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("batch", "{}"), ("audio_s", "{:.1f}"), ("ar_s", "{:.2f}"),
            ("nar_s", "{:.2f}"), ("vocoder_s", "{:.2f}"), ("ar_rtf", "{:.3f}"), ("nar_rtf", "{:.3f}"),
            ("vocoder_rtf", "{:.3f}"), ("rtf", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]
 
@@ -83,8 +84,10 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with torch_threads(args.threads):
         for name in args.sizes:
-            rows += bench_e2e_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
-                                   output_seconds=args.output_seconds, pack=not args.no_pack, log=lambda line: print(line, file=sys.stderr))
+            for kv_cache in args.kv_cache:
+                rows += bench_e2e_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
+                                       output_seconds=args.output_seconds, pack=not args.no_pack, kv_cache=kv_cache,
+                                       log=lambda line: print(line, file=sys.stderr))
     return finish("e2e", args, {"rows": rows}, COLUMNS)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from speechkit.errors import ConfigError
-from speechkit.infer.precision import PRECISIONS
+from speechkit.infer.precision import KV_CACHES, PRECISIONS
 
 
 def _csv(kind: type, choices: Sequence[str] | None = None) -> Any:
@@ -32,6 +32,8 @@ def bench_parser(what: str, doc: str | None, *, batch: str = "1,8", precision: s
     parser.add_argument("--sizes", type=_csv(str, list(SIZES)), default="paper,default", help="model sizes")
     parser.add_argument("--batch", type=_csv(int), default=batch, help="batch sizes")
     parser.add_argument("--precision", type=_csv(str, PRECISIONS), default=precision, help="inference precisions")
+    parser.add_argument("--kv-cache", type=_csv(str, list(KV_CACHES)), default="fp32",
+                        help="KV-cache precisions of AR decoding (fp32, bf16)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--output-seconds", type=float, default=10.0, help="audio generated per sequence")

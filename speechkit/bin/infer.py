@@ -56,7 +56,8 @@ class InferConfig:
         num_other_speakers: other speakers' real utterances per item (similarity margin).
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
-            (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs).
+            (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
+            ``fp32`` or ``bf16`` AR cache).
     """
 
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -71,13 +72,14 @@ class InferConfig:
     max_prompt_seconds: float = 10.0
     sentence_pause_ms: float = 200.0
     precision: str = "fp32"
+    kv_cache: str = "fp32"
 
     def synthesis_options(self) -> SynthesisOptions:
         """The pipeline options these settings give."""
         return SynthesisOptions(
             max_prompt_seconds=self.max_prompt_seconds, sentence_pause_ms=self.sentence_pause_ms,
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-            seed=self.seed, precision=self.precision,
+            seed=self.seed, precision=self.precision, kv_cache=self.kv_cache,
         )
 
 

@@ -65,6 +65,8 @@ class SynthesisOptions:
         precision: ``fp32``, ``bf16`` or ``int8`` (CPU) linear layers in the AR and NAR LMs
             (:func:`speechkit.infer.precision.apply_precision`; fp32 weights are pre-packed on
             CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
+        kv_cache: ``fp32`` or ``bf16`` KV cache for AR decoding (bf16 halves the bytes each
+            step reads; docs/performance.md).
     """
 
     max_prompt_seconds: float = 10.0
@@ -78,6 +80,7 @@ class SynthesisOptions:
     top_p: float | None = None
     seed: int | None = 0
     precision: str = "fp32"
+    kv_cache: str = "fp32"
 
 
 @dataclasses.dataclass
@@ -131,7 +134,7 @@ class VallexPipeline:
         self.device = _device_of(ar_lm)
         for model in (ar_lm, nar_lm):
             if isinstance(model, torch.nn.Module):
-                apply_precision(model, self.options.precision)
+                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache)
 
     @classmethod
     def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,

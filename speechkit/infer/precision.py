@@ -14,6 +14,10 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   The activation scale is shared by the rows of a call, so a sequence's output can depend on
   the others in its batch (fp32 and bf16 results do not).
 
+The KV cache of AR decoding is fp32 unless ``kv_cache="bf16"``: a bfloat16 cache halves the
+bytes every decoding step reads (at batch 8 the cache is as large as the fp32 weights); on CPU
+the compiled decoding kernel (:mod:`speechkit.nn.decode_kernel`) reads it directly.
+
 Embeddings, norms and attention are untouched. Reduced precision changes the outputs slightly:
 ``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed.
 """
@@ -30,6 +34,8 @@ from speechkit.errors import ConfigError
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+#: KV-cache precisions of AR decoding -> the cache's dtype.
+KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def onednn_packing_available() -> bool:
@@ -93,23 +99,28 @@ def _quantize_int8(module: nn.Module) -> nn.Module:
         return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
-def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = True) -> nn.Module:
+def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32") -> nn.Module:
     """Prepare ``module`` for inference in ``precision`` (see the module docstring), in place.
 
     Args:
         module: an LM in eval mode, on its final device (packing and quantisation are per device).
         precision: ``fp32``, ``bf16`` or ``int8`` (int8: CPU only).
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
+        kv_cache: ``fp32`` or ``bf16``, the dtype of the KV cache an AR model decodes with
+            (set as ``module.kv_cache_dtype``; models without a cache ignore it).
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through
         the swapped layers and it must not be moved to another device afterwards.
 
     Raises:
-        ConfigError: an unknown precision, or int8 on a non-CPU device.
+        ConfigError: an unknown precision or KV-cache precision, or int8 on a non-CPU device.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    if kv_cache not in KV_CACHES:
+        raise ConfigError(f"Unknown KV-cache precision {kv_cache!r}; choose one of {', '.join(KV_CACHES)}.")
+    module.kv_cache_dtype = KV_CACHES[kv_cache]
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     module.eval()
     if precision == "int8":

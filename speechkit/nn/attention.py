@@ -98,12 +98,33 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             key, value = cache.write(layer, key, value, start)
         if cache is not None and length == 1 and x.device.type == "cpu" and not self.training:
-            attended = single_query_attention(query, key, value, mask)
+            attended = decode_step_attention(query, key, value, mask)
         else:
+            if key.dtype != query.dtype:  # a reduced-precision cache (prefill, or off CPU)
+                key, value = key.to(query.dtype), value.to(query.dtype)
             attended = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
             )  # [B, H, N, Dh]
         return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+
+
+def decode_step_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A decoding step's attention on CPU: query FloatTensor[B, H, 1, Dh], key/value [B, H, S, Dh]
+    (views of the cache, float32 or bfloat16), mask BoolTensor[B, 1, 1, S] (the cache's
+    :meth:`KVCache.step_mask`) or None -> FloatTensor[B, H, 1, Dh].
+
+    Uses the compiled kernel of :mod:`speechkit.nn.decode_kernel` where it is available (it reads
+    the cache at close to memory bandwidth), else :func:`single_query_attention`.
+    """
+    from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available
+
+    batch, length = key.shape[0], key.shape[2]
+    step_mask = mask is None or (mask.dim() == 4 and tuple(mask.shape) == (batch, 1, 1, length))
+    if step_mask and query.dtype == torch.float32 and decode_kernel_available():
+        return decode_attention(query, key, value, None if mask is None else mask[:, 0, 0])
+    return single_query_attention(query, key.to(query.dtype), value.to(query.dtype), mask)
 
 
 def single_query_attention(

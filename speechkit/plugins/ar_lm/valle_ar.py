@@ -256,7 +256,8 @@ class ValleAR(nn.Module, ARLanguageModel):
         """
         valid, mask = phones_then_frames_mask(phone_valid, acoustic_valid)
         length = valid.shape[1]
-        cache = self.decoder.new_cache(x.shape[0], length + max_steps, dtype=x.dtype, device=x.device)
+        dtype = getattr(self, "kv_cache_dtype", None) or x.dtype  # apply_precision(kv_cache=...) sets it
+        cache = self.decoder.new_cache(x.shape[0], length + max_steps, dtype=dtype, device=x.device)
         cache.mark_valid(valid, 0)
         cache.key_valid[:, length:] = True  # generated steps are always real
         hidden = self.decoder(x, mask, cache=cache, start=0)

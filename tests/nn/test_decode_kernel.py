@@ -1,0 +1,71 @@
+"""The compiled decoding-attention kernel equals torch's attention (fp32 and bf16 caches, masks, views)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechkit.nn import decode_kernel
+from speechkit.nn.attention import KVCache, MultiHeadAttention, single_query_attention
+from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available, reference_decode_attention
+
+
+def cache_views(batch: int, heads: int, length: int, dim: int, dtype: torch.dtype, seed: int = 0):
+    """Keys/values as a KV cache holds them: views [B, H, :length] of a longer buffer."""
+    generator = torch.Generator().manual_seed(seed)
+    cache = KVCache(num_layers=2, batch_size=batch, num_heads=heads, head_dim=dim, max_length=length + 7, dtype=dtype)
+    keys = torch.randn(batch, heads, length, dim, generator=generator)
+    values = torch.randn(batch, heads, length, dim, generator=generator)
+    return cache.write(1, keys, values, 0)
+
+
+def test_the_kernel_builds_here() -> None:
+    assert decode_kernel_available(), "a C++ compiler and ninja are installed by tools/install.sh"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_equals_reference_on_cache_views_with_and_without_masks(dtype: torch.dtype) -> None:
+    key, value = cache_views(3, 4, 37, 16, dtype)
+    query = torch.randn(3, 4, 1, 16, generator=torch.Generator().manual_seed(1))
+    valid = torch.ones(3, 37, dtype=torch.bool)
+    valid[1, :5] = False  # a left-padded prompt
+    valid[2, 30:] = False
+    for mask in (None, valid):
+        with torch.inference_mode():
+            got = decode_attention(query, key, value, mask)
+        expected = reference_decode_attention(query, key.float(), value.float(), mask)
+        assert got.shape == (3, 4, 1, 16) and got.dtype == torch.float32
+        assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    if dtype == torch.float32:
+        expected = single_query_attention(query, key, value, valid[:, None, None, :])
+        assert torch.allclose(decode_attention(query, key, value, valid), expected, atol=1e-5)
+
+
+def test_fully_masked_rows_give_zeros_and_bad_shapes_are_refused() -> None:
+    key, value = cache_views(1, 2, 5, 8, torch.float32)
+    query = torch.randn(1, 2, 1, 8)
+    none = torch.zeros(1, 5, dtype=torch.bool)
+    assert torch.equal(decode_attention(query, key, value, none), torch.zeros(1, 2, 1, 8))
+    with pytest.raises(RuntimeError, match="query must be"):
+        decode_attention(torch.randn(1, 2, 3, 8), key, value)
+
+
+def test_attention_layer_decodes_the_same_with_either_cache_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    layer = MultiHeadAttention(32, 4).eval()
+    x = torch.randn(2, 9, 32)
+    causal = torch.ones(9, 9, dtype=torch.bool).tril()
+    with torch.inference_mode():
+        full = layer(x, causal)
+        outputs = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            cache = KVCache(num_layers=1, batch_size=2, num_heads=4, head_dim=8, max_length=12, dtype=dtype)
+            first = layer(x[:, :5], causal[:5, :5], cache=cache, start=0)
+            steps = [layer(x[:, i : i + 1], None, cache=cache, start=i) for i in range(5, 9)]
+            outputs[dtype] = torch.cat([first, *steps], dim=1)
+        monkeypatch.setattr(decode_kernel, "_kernel", lambda: None)  # the torch fallback
+        cache = KVCache(num_layers=1, batch_size=2, num_heads=4, head_dim=8, max_length=12)
+        layer(x[:, :5], causal[:5, :5], cache=cache, start=0)
+        fallback = torch.cat([layer(x[:, i : i + 1], None, cache=cache, start=i) for i in range(5, 9)], dim=1)
+    assert torch.allclose(outputs[torch.float32], full, atol=1e-5)
+    assert torch.allclose(fallback, full[:, 5:], atol=1e-5)
+    assert torch.allclose(outputs[torch.bfloat16], full, atol=3e-2)  # keys/values rounded to bf16
