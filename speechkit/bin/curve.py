@@ -87,6 +87,11 @@ class CheckpointEvaluator:
         test = DataDir.load(data / self.infer.test_set)
         self.items = {task: build_items(task, test, curve.max_items, self.infer.num_other_speakers)
                       for task in curve.tasks}
+        self.oracle = None  # the nar_oracle tasks (e.g. in tools/sweep_sampling.py) read phones and durations
+        if any(task_spec(task).kind == "nar_oracle" for task in curve.tasks):
+            from speechkit.bin.infer import OracleTargets
+
+            self.oracle = OracleTargets.load(data / self.infer.test_set, dump / self.infer.test_set)
 
     def evaluate(self, variant: str, run_dir: Path, step: int, checkpoint: Path, out_dir: Path) -> dict[str, Any]:
         """One point: gap, then synthesis and scores of every task -> the point's record."""
@@ -120,7 +125,8 @@ class CheckpointEvaluator:
             for task, items in self.items.items():
                 task_dir = out_dir / "infer" / task
                 task_dir.mkdir(parents=True, exist_ok=True)
-                TaskRunner(self.pipeline, infer, task_dir).run(task, items, fingerprint(key, task, dataclasses.asdict(infer)))
+                TaskRunner(self.pipeline, infer, task_dir, self.oracle).run(
+                    task, items, fingerprint(key, task, dataclasses.asdict(infer)))
                 metrics = score_task(task_dir, out_dir / "score" / task, self.scorers, self.score)["metrics"]
                 for name in ("wer", "per", "sim_margin"):
                     if name in metrics:
