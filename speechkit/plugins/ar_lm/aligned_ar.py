@@ -18,8 +18,10 @@ frame per step), plus explicit alignment from phone durations (:mod:`speechkit.a
   phone position) projected, plus a position embedding, then an MLP head.
 * loss = CE(codes) + ``advance_loss_weight`` * BCE(advance).
 
-Decoding keeps a pointer on the current target phone: each step decides advance (threshold, or
-sampled with ``sample_advance``), moves the pointer, then predicts the code conditioned on that
+Decoding keeps a pointer on the current target phone: each step decides advance (threshold on
+the per-frame probability; with ``advance_survival`` a threshold on the probability of having
+stayed in the phone so far, 0.5 = the median of the model's duration distribution; or sampled
+with ``sample_advance``), moves the pointer, then predicts the code conditioned on that
 phone; advancing past the last phone ends the sequence (``"eos"``). Guards: a phone is left after
 ``max_frames_in_phone`` frames, and the absolute length bound of :class:`.valle_ar.ValleAR`.
 ``ARGeneration.frame_phones`` returns the decided frame -> target-phone alignment.
@@ -87,7 +89,13 @@ class AlignedAR(ValleAR):
             max_position_in_phone: size of the position-in-phone embeddings (longer phones clip).
             max_frames_in_phone: decoding leaves a phone after this many frames (a guard).
             advance_loss_weight: weight of the advance BCE beside the code CE.
-            advance_threshold: advance when P(advance) exceeds this (unless sampled).
+            advance_threshold: advance when P(advance) exceeds this (unless sampled, or
+                ``advance_survival`` is set). The per-frame probability is a hazard (about
+                1/duration), so this rule stretches phones: it leaves a phone only once the
+                model is sure it has ended.
+            advance_survival: if > 0, advance once the probability of still being in the phone
+                (the product of 1 - P(advance) over its frames) falls below this; 0.5 gives the
+                median duration of the model's distribution, deterministically.
             sample_advance: sample the advance decision (Bernoulli) when sampling codes.
         """
 
@@ -95,6 +103,7 @@ class AlignedAR(ValleAR):
         max_frames_in_phone: int = 60
         advance_loss_weight: float = 1.0
         advance_threshold: float = 0.5
+        advance_survival: float = 0.0
         sample_advance: bool = False
 
     def __init__(self, config: "AlignedAR.Config | None" = None, **context: Any) -> None:
@@ -104,6 +113,8 @@ class AlignedAR(ValleAR):
             raise ConfigError(f"ar_lm 'aligned_ar' reads one frame per step; set frames_per_step: 1 (got {config.frames_per_step}).")
         if config.max_position_in_phone < 1 or config.max_frames_in_phone < 1:
             raise ConfigError("ar_lm 'aligned_ar': max_position_in_phone and max_frames_in_phone must be >= 1.")
+        if not 0.0 <= config.advance_survival < 1.0:
+            raise ConfigError(f"ar_lm 'aligned_ar': advance_survival must lie in [0, 1), got {config.advance_survival}.")
         del self.head  # replaced by the phone-fused heads below
         d = config.d_model
         self.input_position_embedding = nn.Embedding(config.max_position_in_phone, d)
@@ -385,6 +396,7 @@ class AlignedAR(ValleAR):
         reasons = [""] * batch_size
         state, hidden = self.prefill(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs, max_steps)
         pointer, in_phone = first.clone(), torch.zeros_like(first)
+        survival = torch.ones(batch_size, device=device)  # P(still in the current phone) so far
         yes = torch.ones_like(finished)
         for step in range(max_steps):
             if step > 0:
@@ -393,6 +405,9 @@ class AlignedAR(ValleAR):
                 probability = torch.sigmoid(advance_logit.float())
                 if config.sample_advance and not greedy:
                     advance = torch.bernoulli(probability, generator=generator).bool()
+                elif config.advance_survival > 0:
+                    survival = survival * (1.0 - probability)
+                    advance = survival < config.advance_survival
                 else:
                     advance = probability > config.advance_threshold
                 advance = advance | (in_phone + 1 >= config.max_frames_in_phone)
@@ -405,6 +420,7 @@ class AlignedAR(ValleAR):
                     break
                 pointer = torch.minimum(pointer + advance.long(), last)
                 in_phone = torch.where(advance, torch.zeros_like(in_phone), in_phone + 1)
+                survival = torch.where(advance, torch.ones_like(survival), survival)
             phone_state = self._gather_phone(state.phone_states, pointer.unsqueeze(1))[:, 0]
             logits = self.code_head(self._fuse(hidden, phone_state, in_phone, yes)).unsqueeze(1)  # [B, 1, K]
             self._ban_long_runs(logits, history, step)

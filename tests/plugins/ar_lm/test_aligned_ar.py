@@ -134,6 +134,25 @@ def test_generation_stops_after_the_last_phone_and_reports_the_alignment() -> No
     assert result.stop_reasons == ["max_length", "max_length"] and [c.numel() for c in result.codes] == [4, 3]
 
 
+def test_survival_rule_advances_at_the_median_duration() -> None:
+    """P(advance) = 0.25 every frame: the threshold rule (0.5) never advances (the guard does),
+    the survival rule leaves when 0.75^k < 0.5, i.e. after k = 3 frames (the geometric median)."""
+    batch = aligned_batch()
+    args = (batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"][:, :3], batch["prompt_lens"],
+            batch["code_langs"])
+    durations = {}
+    for rule in ({"max_frames_in_phone": 6}, {"max_frames_in_phone": 6, "advance_survival": 0.5}):
+        model = tiny_ar(**rule)
+        with torch.no_grad():
+            model.advance_head[-1].weight.zero_()
+            model.advance_head[-1].bias.fill_(float(torch.logit(torch.tensor(0.25))))
+        result = model.generate_batch(*args, num_target_phones=torch.tensor([3, 2]), temperature=0.0)
+        durations[rule.get("advance_survival", 0.0)] = torch.bincount(result.frame_phones[0]).tolist()
+    assert durations == {0.0: [6, 6, 6], 0.5: [3, 3, 3]}
+    with pytest.raises(ConfigError, match="advance_survival"):
+        tiny_ar(advance_survival=1.0)
+
+
 def test_batched_greedy_equals_one_at_a_time_with_prompts() -> None:
     model, batch = tiny_ar(), aligned_batch()
     prompts, prompt_lens = batch["codes"][:, :3], torch.tensor([3, 1])
