@@ -99,8 +99,10 @@ class CheckpointEvaluator:
         record: dict[str, Any] = {"variant": variant, "step": step,
                                   "train_minutes": round(float(state.get("elapsed_s", 0.0)) / 60, 1)}
         record.update(self._gap(model, options))
+        from speechkit.infer.pipeline import apply_ar_decoding
+
         original = self.pipeline.ar_lm
-        self.pipeline.ar_lm = model
+        self.pipeline.ar_lm = apply_ar_decoding(model, dict(self.pipeline.options.ar_decoding))
         try:
             record.update(self.synthesize_and_score(out_dir, str(checkpoint)))
         finally:

@@ -57,7 +57,8 @@ class InferConfig:
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
-            ``fp32`` or ``bf16`` AR cache).
+            ``fp32`` or ``bf16`` AR cache; ``ar_decoding``: options of the AR model's decoding set
+            over its trained config, e.g. ``{advance_survival: 0.5}``).
     """
 
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -73,6 +74,7 @@ class InferConfig:
     sentence_pause_ms: float = 200.0
     precision: str = "fp32"
     kv_cache: str = "fp32"
+    ar_decoding: dict = dataclasses.field(default_factory=dict)
 
     def synthesis_options(self) -> SynthesisOptions:
         """The pipeline options these settings give."""
@@ -80,6 +82,7 @@ class InferConfig:
             max_prompt_seconds=self.max_prompt_seconds, sentence_pause_ms=self.sentence_pause_ms,
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             seed=self.seed, precision=self.precision, kv_cache=self.kv_cache,
+            ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
         )
 
 

@@ -67,6 +67,9 @@ class SynthesisOptions:
             CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
         kv_cache: ``fp32`` or ``bf16`` KV cache for AR decoding (bf16 halves the bytes each
             step reads; docs/performance.md).
+        ar_decoding: decoding options of the AR model set over its trained config (fields of
+            its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
+            :func:`apply_ar_decoding`.
     """
 
     max_prompt_seconds: float = 10.0
@@ -81,6 +84,28 @@ class SynthesisOptions:
     seed: int | None = 0
     precision: str = "fp32"
     kv_cache: str = "fp32"
+    ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def apply_ar_decoding(ar_lm: Any, options: dict[str, Any]) -> Any:
+    """Set decoding options of a trained AR model, in place: ``options`` are fields of its
+    ``config`` dataclass (e.g. ``advance_survival`` of ``aligned_ar``); returns the model.
+
+    Raises:
+        ConfigError: a name that is not a field of the model's config (lists the fields).
+    """
+    if not options:
+        return ar_lm
+    config = ar_lm.config
+    fields = {field.name: field for field in dataclasses.fields(config)}
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ConfigError(f"ar_decoding: {unknown} are not options of ar_lm {getattr(ar_lm, 'registered_name', '')!r}; "
+                          f"its options are {sorted(fields)}.")
+    ar_lm.config = dataclasses.replace(config, **{
+        name: type(getattr(config, name))(value) if getattr(config, name) is not None else value
+        for name, value in options.items()})
+    return ar_lm
 
 
 @dataclasses.dataclass
@@ -132,6 +157,7 @@ class VallexPipeline:
         self.ar_lm, self.nar_lm, self.st_frontend = ar_lm, nar_lm, st_frontend
         self.options = options or SynthesisOptions()
         self.device = _device_of(ar_lm)
+        apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):
             if isinstance(model, torch.nn.Module):
                 apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache)

@@ -237,3 +237,12 @@ def test_reduced_precision_pipelines_run_and_batch(tiny_pack: Path, zh_prompt: V
         assert all(torch.equal(one.codes, many.codes) for one, many in zip(single, batched))
     # int8 quantises each call's activations with one scale for the whole batch, so batching may
     # change near-ties: not asserted (docs/performance.md)
+
+
+def test_ar_decoding_options_are_set_over_the_trained_config(tiny_pack: Path) -> None:
+    from speechkit.infer.pipeline import apply_ar_decoding
+
+    pipeline = VallexPipeline.load(tiny_pack, SynthesisOptions(ar_decoding={"repeat_run_limit": 3, "top_p": 0.9}))
+    assert pipeline.ar_lm.config.repeat_run_limit == 3 and pipeline.ar_lm.config.top_p == 0.9
+    with pytest.raises(ConfigError, match="advance_survival.*not options of ar_lm"):
+        apply_ar_decoding(pipeline.ar_lm, {"advance_survival": 0.5})  # valle_ar has no phone pointer
