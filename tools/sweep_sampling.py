@@ -32,7 +32,7 @@ from typing import Any
 
 from speechkit.bin.curve import CheckpointEvaluator, CurveConfig
 from speechkit.config import load_config, validate_options
-from speechkit.infer.pipeline import VallexPipeline
+from speechkit.infer.pipeline import VallexPipeline, apply_ar_decoding
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str}
@@ -102,8 +102,7 @@ def main() -> int:
             precision = (infer.precision, infer.kv_cache)
         ar_lm = evaluator.pipeline.ar_lm
         ar_config = ar_lm.config
-        ar_lm.config = dataclasses.replace(ar_config, **{key[3:]: value for key, value in setting.items()
-                                                         if key.startswith("ar.")})
+        apply_ar_decoding(ar_lm, {key[3:]: value for key, value in setting.items() if key.startswith("ar.")})
         label = prefix + ("_".join(f"{key}{value}" for key, value in setting.items()) or "config")
         try:
             figures = evaluator.synthesize_and_score(Path(args.out) / label, pack_key + repr(ar_lm.config), infer)

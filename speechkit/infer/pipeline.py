@@ -102,9 +102,7 @@ def apply_ar_decoding(ar_lm: Any, options: dict[str, Any]) -> Any:
     if unknown:
         raise ConfigError(f"ar_decoding: {unknown} are not options of ar_lm {getattr(ar_lm, 'registered_name', '')!r}; "
                           f"its options are {sorted(fields)}.")
-    ar_lm.config = dataclasses.replace(config, **{
-        name: type(getattr(config, name))(value) if getattr(config, name) is not None else value
-        for name, value in options.items()})
+    ar_lm.config = dataclasses.replace(config, **options)
     return ar_lm
 
 

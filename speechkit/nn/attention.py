@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available
+
 
 class KVCache:
     """Keys and values of every layer for a batch, preallocated to ``max_length`` positions.
@@ -118,8 +120,6 @@ def decode_step_attention(
     Uses the compiled kernel of :mod:`speechkit.nn.decode_kernel` where it is available (it reads
     the cache at close to memory bandwidth), else :func:`single_query_attention`.
     """
-    from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available
-
     batch, length = key.shape[0], key.shape[2]
     step_mask = mask is None or (mask.dim() == 4 and tuple(mask.shape) == (batch, 1, 1, length))
     if step_mask and query.dtype == torch.float32 and decode_kernel_available():
