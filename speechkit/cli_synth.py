@@ -27,8 +27,6 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
                         help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")
     parser.add_argument("--kv-cache", choices=["fp32", "bf16"], default="fp32",
                         help="KV cache of AR decoding: fp32 (default) or bf16 (half the bytes per step)")
-    parser.add_argument("--no-rows-kernel", action="store_true",
-                        help="AR decoding steps through oneDNN / dynamic int8 instead of the few-rows linear kernel")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,8 +81,7 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load_pipeline(args: argparse.Namespace) -> Any:
     from speechkit.infer import SynthesisOptions, VallexPipeline
 
-    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache,
-                                                         rows_kernel=not args.no_rows_kernel), device=args.device)
+    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache), device=args.device)
 
 
 def cmd_xtts(args: argparse.Namespace) -> int:

@@ -5,9 +5,8 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 ``curve.scorers``), so the ``infer:`` sampling defaults can be chosen by measurement.
 
 A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), the LMs'
-inference ``precision`` (``fp32``/``bf16``/``int8``), ``kv_cache`` (``fp32``/``bf16``) and
-``rows_kernel`` (``true``/``false``: AR steps through the few-rows linear kernel; the pipeline is
-reloaded for these three) and options
+inference ``precision`` (``fp32``/``bf16``/``int8``) and ``kv_cache`` (``fp32``/``bf16``; the
+pipeline is reloaded for them) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
 ``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
 trained with ``train_nar --run-name``), to compare NARs on the same AR outputs' settings.
@@ -36,12 +35,7 @@ from speechkit.config import load_config, validate_options
 from speechkit.infer.pipeline import VallexPipeline, apply_ar_decoding
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
-def _flag(value: str) -> bool:
-    return value.lower() in ("1", "true", "yes", "on")
-
-
-SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str,
-                 "rows_kernel": _flag}
+SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -101,11 +95,11 @@ def main() -> int:
         setting = parse_setting(text, evaluator.pipeline.ar_lm.config)
         sampling = {key: value for key, value in setting.items() if not key.startswith("ar.")}
         infer = dataclasses.replace(evaluator.infer, **sampling)
-        if (infer.precision, infer.kv_cache, infer.rows_kernel) != precision:  # LMs are prepared in place for one precision: reload
+        if (infer.precision, infer.kv_cache) != precision:  # LMs are prepared in place for one precision: reload
             evaluator.pipeline = VallexPipeline.load(Path("exp") / "vallex_pack", infer.synthesis_options())
             if args.nar_pack:
                 evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
-            precision = (infer.precision, infer.kv_cache, infer.rows_kernel)
+            precision = (infer.precision, infer.kv_cache)
         ar_lm = evaluator.pipeline.ar_lm
         ar_config = ar_lm.config
         apply_ar_decoding(ar_lm, {key[3:]: value for key, value in setting.items() if key.startswith("ar.")})

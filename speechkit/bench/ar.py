@@ -127,10 +127,9 @@ class GreedyReference:
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
                   output_seconds: float, bandwidth_gbps: float, agreement: bool = True, pack: bool = True,
-                  kv_caches: Sequence[str] = ("fp32",), rows_kernel: bool = True,
-                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+                  kv_caches: Sequence[str] = ("fp32",), log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """All precision x KV cache x batch rows of one size (see the module docstring; ``pack``,
-    ``kv_caches``, ``rows_kernel``: see :func:`~speechkit.infer.precision.apply_precision`)."""
+    ``kv_caches``: see :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
     reference = None
@@ -139,8 +138,7 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
         reference = GreedyReference.decode(build_ar(size, probe).to(device), probe.to(device), frames)
     for precision in precisions:
         for kv_cache in kv_caches:
-            model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack, kv_cache=kv_cache,
-                                    rows_kernel=rows_kernel)
+            model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack, kv_cache=kv_cache)
             weight_bytes = linear_weight_bytes(model)
             quality = reference.agreement(model) if reference is not None else {}
             for batch in batches:
@@ -213,7 +211,6 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows += bench_ar_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
                                   output_seconds=args.output_seconds, bandwidth_gbps=bandwidth["floor_gbps"],
                                   agreement=not args.no_agreement, pack=not args.no_pack, kv_caches=args.kv_cache,
-                                  rows_kernel=not args.no_rows_kernel,
                                   log=lambda line: print(line, file=sys.stderr))
     add_speedups(rows)
     return finish("ar", args, {"bandwidth": bandwidth, "rows": rows}, COLUMNS)

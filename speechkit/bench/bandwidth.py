@@ -37,10 +37,8 @@ def measure_bandwidth(device: torch.device, *, megabytes: int = 256, repeats: in
 
 def _layer_weight_bytes(module: nn.Module) -> int:
     """Bytes of the weight (and bias) of one linear layer: plain, packed or dynamically quantised."""
-    from speechkit.infer.precision import PackedLinear, RowsLinear
+    from speechkit.infer.precision import PackedLinear
 
-    if isinstance(module, RowsLinear):  # stored weights, int8 scales and the fp32 bias
-        return sum(t.numel() * t.element_size() for t in (module.weight, module.scale, module.bias) if t is not None)
     if isinstance(module, PackedLinear):  # the packed tensor hides its real size
         values = module.in_features * module.out_features + (0 if module.bias is None else module.out_features)
         return values * torch.finfo(module.compute_dtype).bits // 8

@@ -41,7 +41,7 @@ def _features(nar: Any, size: BenchSize, args: tuple[torch.Tensor, ...], lengths
 
 
 def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                   output_seconds: float, pack: bool = True, kv_cache: str = "fp32", rows_kernel: bool = True,
+                   output_seconds: float, pack: bool = True, kv_cache: str = "fp32",
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """All batch x precision rows of one size (see the module docstring; ``pack``, ``kv_cache``:
     see :func:`~speechkit.infer.precision.apply_precision`)."""
@@ -50,8 +50,7 @@ def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
     for precision in precisions:
         for batch in batches:
             scenario = make_scenario(size, batch, output_seconds=output_seconds)
-            ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack, kv_cache=kv_cache,
-                                 rows_kernel=rows_kernel)
+            ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack, kv_cache=kv_cache)
             nar = apply_precision(build_nar(size).to(device), precision, pack=pack)
             on_device = scenario.to(device)
             with PeakMemory(device) as memory:
@@ -88,7 +87,6 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for kv_cache in args.kv_cache:
                 rows += bench_e2e_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
                                        output_seconds=args.output_seconds, pack=not args.no_pack, kv_cache=kv_cache,
-                                       rows_kernel=not args.no_rows_kernel,
                                        log=lambda line: print(line, file=sys.stderr))
     return finish("e2e", args, {"rows": rows}, COLUMNS)
 

@@ -40,9 +40,6 @@ def bench_parser(what: str, doc: str | None, *, batch: str = "1,8", precision: s
     parser.add_argument("--no-agreement", action="store_true", help="skip the greedy fp32-agreement check")
     parser.add_argument("--no-pack", action="store_true",
                         help="keep plain nn.Linear layers for fp32/bf16 (no oneDNN pre-packing): the baseline")
-    parser.add_argument("--no-rows-kernel", action="store_true",
-                        help="AR decoding through oneDNN / dynamic int8 instead of the few-rows linear kernel "
-                             "(speechkit.nn.linear_kernel; CPU)")
     parser.add_argument("--out", type=Path, default=Path(f"bench_{what}.json"), help="JSON output")
     return parser
 

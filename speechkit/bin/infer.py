@@ -58,8 +58,7 @@ class InferConfig:
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
             ``fp32`` or ``bf16`` AR cache; ``ar_decoding``: options of the AR model's decoding set
-            over its trained config, e.g. ``{advance_survival: 0.5}``; ``rows_kernel``: AR
-            decoding steps through the few-rows linear kernel on CPU).
+            over its trained config, e.g. ``{advance_survival: 0.5}``).
     """
 
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -76,7 +75,6 @@ class InferConfig:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     ar_decoding: dict = dataclasses.field(default_factory=dict)
-    rows_kernel: bool = True
 
     def synthesis_options(self) -> SynthesisOptions:
         """The pipeline options these settings give."""
@@ -85,7 +83,6 @@ class InferConfig:
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             seed=self.seed, precision=self.precision, kv_cache=self.kv_cache,
             ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
-            rows_kernel=self.rows_kernel,
         )
 
 

@@ -70,9 +70,6 @@ class SynthesisOptions:
         ar_decoding: decoding options of the AR model set over its trained config (fields of
             its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
             :func:`apply_ar_decoding`.
-        rows_kernel: AR decoding steps read the weights with the few-rows linear kernel on CPU
-            (:class:`speechkit.infer.precision.RowsLinear`; ``int8`` is then weight-only);
-            off: oneDNN layers and dynamic int8 quantisation (docs/performance.md).
     """
 
     max_prompt_seconds: float = 10.0
@@ -88,7 +85,6 @@ class SynthesisOptions:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
-    rows_kernel: bool = True
 
 
 def apply_ar_decoding(ar_lm: Any, options: dict[str, Any]) -> Any:
@@ -160,10 +156,9 @@ class VallexPipeline:
         self.options = options or SynthesisOptions()
         self.device = _device_of(ar_lm)
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
-        for model, decodes_steps in ((ar_lm, True), (nar_lm, False)):
+        for model in (ar_lm, nar_lm):
             if isinstance(model, torch.nn.Module):
-                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache,
-                                rows_kernel=decodes_steps and self.options.rows_kernel)
+                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache)
 
     @classmethod
     def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,

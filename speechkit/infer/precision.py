@@ -14,12 +14,6 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   The activation scale is shared by the rows of a call, so a sequence's output can depend on
   the others in its batch (fp32 and bf16 results do not).
 
-An AR model decoded step by step (``rows_kernel=True``; the pipeline and the benchmarks set it
-for the AR LM on CPU) gets :class:`RowsLinear` layers instead: the same precisions read by the
-compiled few-rows kernel of :mod:`speechkit.nn.linear_kernel` (one pass over the weights per
-decoding step, for up to 16 rows), with ``int8`` as *weight-only* quantisation (per-row scales,
-fp32 activations: batch-independent results); calls with more rows (prompt encoding) use torch.
-
 The KV cache of AR decoding is fp32 unless ``kv_cache="bf16"``: a bfloat16 cache halves the
 bytes every decoding step reads (at batch 8 the cache is as large as the fp32 weights); on CPU
 the compiled decoding kernel (:mod:`speechkit.nn.decode_kernel`) reads it directly.
@@ -30,14 +24,13 @@ Embeddings, norms and attention are untouched. Reduced precision changes the out
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechkit.errors import ConfigError
-from speechkit.nn.linear_kernel import quantize_rows_int8, rows_linear
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
@@ -85,63 +78,15 @@ class PackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.compute_dtype}, packed={self.packed}"
 
 
-class RowsLinear(nn.Module):
-    """An inference-only copy of an ``nn.Linear`` for step-by-step decoding on CPU: weights stored
-    in ``precision`` (``fp32``, ``bf16``, or ``int8`` with one scale per output row), read by the
-    few-rows kernel (:func:`speechkit.nn.linear_kernel.rows_linear`) when a call has at most
-    ``max_rows`` rows; larger calls (prompt encoding) widen the weights and use torch.
-
-    forward: FloatTensor[..., in_features] -> FloatTensor[..., out_features].
-    """
-
-    STORAGE: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
-
-    def __init__(self, linear: nn.Linear, *, precision: str = "fp32", max_rows: int = 16) -> None:
-        super().__init__()
-        if precision not in self.STORAGE:
-            raise ConfigError(f"RowsLinear: unknown precision {precision!r}; choose one of {', '.join(self.STORAGE)}.")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.precision, self.max_rows = precision, max_rows
-        weight = linear.weight.detach().float()
-        scale = None
-        if precision == "int8":
-            weight, scale = quantize_rows_int8(weight)
-        else:
-            weight = weight.to(self.STORAGE[precision]).contiguous()
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("scale", scale, persistent=False)
-        bias = None if linear.bias is None else linear.bias.detach().float().contiguous()
-        self.register_buffer("bias", bias, persistent=False)
-        self.onednn = onednn_packing_available()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features] (float32)."""
-        rows = x.numel() // self.in_features
-        if rows <= self.max_rows and x.dtype == torch.float32:
-            out = rows_linear(x.reshape(rows, self.in_features), self.weight, self.scale, self.bias)
-            return out.reshape(*x.shape[:-1], self.out_features)
-        if self.precision == "bf16":  # oneDNN's bf16 matmul for many rows
-            bias = None if self.bias is None else self.bias.to(torch.bfloat16)
-            return F.linear(x.to(torch.bfloat16), self.weight, bias).to(x.dtype)
-        weight = self.weight if self.scale is None else self.weight.float() * self.scale[:, None]
-        if self.onednn and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            # oneDNN on the plain layout: as fast as pre-packed for many rows, ~2x MKL's sgemm here
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, self.bias, "none", [], "")
-        return F.linear(x.float(), weight, self.bias).to(x.dtype)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, precision={self.precision}, max_rows={self.max_rows}"
-
-
-def _replace_linears(module: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:
-    """Swap every ``nn.Linear`` under ``module`` for ``make(linear)``; count them."""
+def _replace_linears(module: nn.Module, **options: object) -> int:
+    """Swap every ``nn.Linear`` under ``module`` for ``PackedLinear(linear, **options)``; count them."""
     count = 0
     for name, child in list(module.named_children()):
         if type(child) is nn.Linear:
-            setattr(module, name, make(child))
+            setattr(module, name, PackedLinear(child, **options))  # type: ignore[arg-type]
             count += 1
         else:
-            count += _replace_linears(child, make)
+            count += _replace_linears(child, **options)
     return count
 
 
@@ -154,8 +99,7 @@ def _quantize_int8(module: nn.Module) -> nn.Module:
         return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
-def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32",
-                    rows_kernel: bool = False) -> nn.Module:
+def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32") -> nn.Module:
     """Prepare ``module`` for inference in ``precision`` (see the module docstring), in place.
 
     Args:
@@ -164,10 +108,6 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
         kv_cache: ``fp32`` or ``bf16``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
-        rows_kernel: the module decodes step by step (an AR LM): on CPU its linear layers become
-            :class:`RowsLinear` (the few-rows kernel; ``int8`` is weight-only). Off: oneDNN
-            pre-packed layers (fp32/bf16) and dynamic quantisation (int8), the paths for
-            calls with many rows (a NAR LM).
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through
@@ -183,9 +123,6 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
     module.kv_cache_dtype = KV_CACHES[kv_cache]
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     module.eval()
-    if rows_kernel and device.type == "cpu":
-        _replace_linears(module, lambda linear: RowsLinear(linear, precision=precision))
-        return module
     if precision == "int8":
         if device.type != "cpu":
             raise ConfigError(f"precision int8 (dynamic quantisation) runs on CPU only; the model is on {device}. "
@@ -195,5 +132,5 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
     if precision == "fp32" and not pack:
         return module  # nothing to gain: the plain layers are the fp32 path
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    _replace_linears(module, lambda linear: PackedLinear(linear, dtype=dtype, pack=pack))
+    _replace_linears(module, dtype=dtype, pack=pack)
     return module

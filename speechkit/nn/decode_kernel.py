@@ -15,13 +15,42 @@ operations. Inference only: no autograd.
 """
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from typing import Any
 
 import torch
 
-from speechkit.nn.inline_extension import CPP_PRELUDE, InlineExtension
+log = logging.getLogger("speechkit.nn")
 
-_SOURCE = CPP_PRELUDE + r"""
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+static inline float load(const float* p, int64_t i) { return p[i]; }
+static inline float load(const uint16_t* p, int64_t i) {
+  uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+// 16 values of a row -> 16 floats
+static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const uint16_t* p) {
+  __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+#endif
+
 template <typename T>
 static inline float dot(const float* q, const T* row, int64_t D) {
 #if defined(__AVX512F__)
@@ -120,13 +149,38 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
 }
 """
 
-_EXTENSION = InlineExtension("speechkit_decode_attention", _SOURCE, ["decode_attention"], switch="SPEECHKIT_DECODE_KERNEL",
-                             fallback="torch's attention")
+_lock = threading.Lock()
+_module: Any = None
+_failed = False
 
 
 def _kernel() -> Any:
     """The compiled extension, built on first use; None where it cannot be built or is disabled."""
-    return _EXTENSION.get()
+    global _module, _failed
+    if _module is not None or _failed:
+        return _module
+    if os.environ.get("SPEECHKIT_DECODE_KERNEL", "1") == "0":
+        _failed = True
+        return None
+    with _lock:
+        if _module is None and not _failed:
+            try:
+                from torch.utils.cpp_extension import load_inline
+
+                _module = load_inline(
+                    name="speechkit_decode_attention",
+                    cpp_sources=[_SOURCE],
+                    functions=["decode_attention"],
+                    extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                    extra_ldflags=["-fopenmp"],
+                    verbose=False,
+                )
+            except Exception as error:  # no compiler / ninja / headers: the torch path is used instead
+                _failed = True
+                log.warning("decode attention kernel unavailable (%s: %s); using torch's attention instead. "
+                            "Install a C++ compiler and ninja (pip install ninja) for faster CPU decoding.",
+                            type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    return _module
 
 
 def decode_kernel_available() -> bool:

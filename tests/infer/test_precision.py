@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from speechkit.errors import ConfigError
-from speechkit.infer.precision import PackedLinear, RowsLinear, apply_precision, onednn_packing_available
+from speechkit.infer.precision import PackedLinear, apply_precision, onednn_packing_available
 from speechkit.registry import build
 
 CONTEXT = {"num_phones": 20, "codebook_size": 16, "num_languages": 3}
@@ -78,32 +78,6 @@ def test_packed_fp32_generation_is_greedy_identical_and_batch_independent() -> N
         single = model.generate_batch(*(tensor[row : row + 1] for tensor in args), temperature=0.0)
         assert torch.equal(single.codes[0], batched.codes[row])
         assert torch.equal(expected.codes[row], batched.codes[row])
-
-
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
-def test_rows_kernel_paths_match_fp32(precision: str) -> None:
-    reference, reference_tokens = teacher_forced_logits(tiny())
-    model = apply_precision(tiny(), precision, rows_kernel=True)
-    assert all(module.precision == precision for module in model.modules() if isinstance(module, RowsLinear))
-    logits, tokens = teacher_forced_logits(model)  # prefill: many rows (torch); steps: the kernel
-    tolerance = {"fp32": 1e-4, "bf16": 5e-2, "int8": 5e-2}[precision]
-    assert (logits - reference).abs().max() <= tolerance * reference.abs().max()
-    agreement = (tokens == reference_tokens).float().mean()
-    assert agreement == 1.0 if precision == "fp32" else agreement >= 0.8
-
-
-@pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_rows_kernel_generation_is_batch_independent(name: str, precision: str) -> None:
-    model = apply_precision(tiny(name), precision, rows_kernel=True)
-    args = prompts()
-    batched = model.generate_batch(*args, temperature=0.0)
-    for row in range(2):
-        single = model.generate_batch(*(tensor[row : row + 1] for tensor in args), temperature=0.0)
-        assert torch.equal(single.codes[0], batched.codes[row])
-    if precision == "fp32":
-        expected = tiny(name).generate_batch(*args, temperature=0.0)
-        assert all(torch.equal(a, b) for a, b in zip(expected.codes, batched.codes))
 
 
 def test_layers_are_swapped() -> None:
