@@ -154,14 +154,17 @@ class TestSet:
 
 def build_items(name: str, data: DataDir, max_items: int, num_other_speakers: int = 3) -> list[TaskItem]:
     """The items of task ``name`` over the speakers of ``data``, taking speakers in turn (so a
-    small ``max_items`` still covers every speaker), at most ``max_items`` (0 = all)."""
+    small ``max_items`` still covers every speaker), at most ``max_items`` per target language
+    (0 = all): a two-language task (``ground_truth``, ``resynth``) gets as many items in each
+    language as a one-language task, so each row is scored on the same sentences as its ground truth."""
     spec, test = task_spec(name), TestSet(data)
     languages = [spec.target] if spec.target else ["en", "zh"]
-    per_speaker: list[list[TaskItem]] = []
+    items: list[TaskItem] = []
     for lang in languages:
-        per_speaker += [_speaker_items(name, spec, test, speaker, lang, num_other_speakers) for speaker in test.speakers]
-    interleaved = [item for group in itertools.zip_longest(*per_speaker) for item in group if item is not None]
-    return interleaved[:max_items] if max_items > 0 else interleaved
+        per_speaker = [_speaker_items(name, spec, test, speaker, lang, num_other_speakers) for speaker in test.speakers]
+        interleaved = [item for group in itertools.zip_longest(*per_speaker) for item in group if item is not None]
+        items += interleaved[:max_items] if max_items > 0 else interleaved
+    return items
 
 
 def _speaker_items(name: str, spec: TaskSpec, test: TestSet, speaker: str, target: str,

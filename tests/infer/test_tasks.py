@@ -55,6 +55,14 @@ def test_ground_truth_and_resynth_cover_both_languages() -> None:
     assert build_items("resynth", make_test_set(("spkA",)), max_items=2)[0].other_speaker_wavs == []
 
 
+def test_two_language_tasks_take_max_items_per_language_on_the_sentences_of_the_others() -> None:
+    data = make_test_set()
+    truth = build_items("ground_truth", data, max_items=4)
+    assert sorted(item.lang for item in truth) == ["en"] * 4 + ["zh"] * 4
+    for task, lang in (("zs_en", "en"), ("xl_en2zh", "zh")):
+        assert [item.id for item in truth if item.lang == lang] == [item.id for item in build_items(task, data, max_items=4)]
+
+
 def test_unknown_task_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="zs_fr"):
         build_items("zs_fr", make_test_set(), max_items=1)
