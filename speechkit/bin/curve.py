@@ -52,7 +52,7 @@ class CurveConfig:
     Attributes:
         variants: label -> AR run directory under ``exp`` (empty: ``{<ar_lm.name>: ar}``).
         tasks: inference tasks synthesised at each checkpoint.
-        max_items: items per task (speakers taken in turn).
+        max_items: items per task and target language (speakers taken in turn).
         max_checkpoints: the last this-many checkpoints of each variant (0 = all kept).
         gap_pairs: dev pairs of the text-use gap.
         scorers: names of the ``score.scorers`` entries applied (others, e.g. DNSMOS, are skipped).

@@ -52,7 +52,8 @@ class InferConfig:
     Attributes:
         tasks: task names (see :data:`speechkit.infer.tasks.TASKS`), run in this order.
         test_set: data set whose speakers are evaluated (unseen in training).
-        max_items: items per task (speakers taken in turn); 0 = all.
+        max_items: items per task and target language (speakers taken in turn; ``ground_truth`` and
+            ``resynth`` get this many in each language); 0 = all.
         num_other_speakers: other speakers' real utterances per item (similarity margin).
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
