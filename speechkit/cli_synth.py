@@ -22,6 +22,10 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-p", type=float, help="nucleus sampling mass")
     group.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     group.add_argument("--batch-size", type=int, default=8, help="sentences decoded together (default 8)")
+    group.add_argument("--candidates", type=int, default=1,
+                       help="outputs per sentence; >1 keeps the one the pack's ST model hears saying the text best (default 1)")
+    group.add_argument("--candidate-temperature", type=float, default=0.7,
+                       help="sampling temperature of the extra candidates (default 0.7)")
     parser.add_argument("--device", default="cpu", help="torch device of the LMs (default cpu)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                         help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")
@@ -81,7 +85,9 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load_pipeline(args: argparse.Namespace) -> Any:
     from speechkit.infer import SynthesisOptions, VallexPipeline
 
-    return VallexPipeline.load(args.pack, SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache), device=args.device)
+    options = SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache, candidates=args.candidates,
+                               candidate_temperature=args.candidate_temperature)
+    return VallexPipeline.load(args.pack, options, device=args.device)
 
 
 def cmd_xtts(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 (``exp/vallex_pack``) once per setting and scores them with the recipe's scorers (those named in
 ``curve.scorers``), so the ``infer:`` sampling defaults can be chosen by measurement.
 
-A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), the LMs'
+A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), best-of-N
+reranking (``candidates``, ``candidate_temperature``, ``candidate_top_k``, ``candidate_languages``
+as ``en+zh``), the LMs'
 inference ``precision`` (``fp32``/``bf16``/``int8``) and ``kv_cache`` (``fp32``/``bf16``; the
 pipeline is reloaded for them) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
@@ -35,7 +37,9 @@ from speechkit.config import load_config, validate_options
 from speechkit.infer.pipeline import VallexPipeline, apply_ar_decoding
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
-SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str}
+SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str,
+                 "candidates": int, "candidate_temperature": float, "candidate_top_k": int,
+                 "candidate_languages": lambda value: value.split("+")}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -103,7 +107,8 @@ def main() -> int:
         ar_lm = evaluator.pipeline.ar_lm
         ar_config = ar_lm.config
         apply_ar_decoding(ar_lm, {key[3:]: value for key, value in setting.items() if key.startswith("ar.")})
-        label = prefix + ("_".join(f"{key}{value}" for key, value in setting.items()) or "config")
+        label = prefix + ("_".join(f"{key}{'+'.join(value) if isinstance(value, list) else value}"
+                                   for key, value in setting.items()) or "config")
         try:
             figures = evaluator.synthesize_and_score(Path(args.out) / label, pack_key + repr(ar_lm.config), infer)
         finally:

@@ -60,6 +60,8 @@ class InferConfig:
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
             ``fp32`` or ``bf16`` AR cache; ``ar_decoding``: options of the AR model's decoding set
             over its trained config, e.g. ``{advance_survival: 0.5}``).
+        candidates, candidate_temperature, candidate_top_k, candidate_languages: best-of-N
+            outputs ranked by the ST frontend's CTC (see :class:`~speechkit.infer.SynthesisOptions`).
     """
 
     tasks: list = dataclasses.field(default_factory=lambda: list(TASKS))
@@ -76,6 +78,10 @@ class InferConfig:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     ar_decoding: dict = dataclasses.field(default_factory=dict)
+    candidates: int = 1
+    candidate_temperature: float = 0.7
+    candidate_top_k: int | None = None
+    candidate_languages: list | None = None
 
     def synthesis_options(self) -> SynthesisOptions:
         """The pipeline options these settings give."""
@@ -84,6 +90,9 @@ class InferConfig:
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             seed=self.seed, precision=self.precision, kv_cache=self.kv_cache,
             ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
+            candidates=self.candidates, candidate_temperature=self.candidate_temperature,
+            candidate_top_k=self.candidate_top_k,
+            candidate_languages=list(self.candidate_languages) if self.candidate_languages is not None else None,
         )
 
 
@@ -202,6 +211,9 @@ class TaskRunner:
                 records.append(self._record(item, **extra))
                 continue
             result = next(results)
+            if result.candidate_scores is not None:
+                extra = {**extra, "candidate": result.candidate,
+                         "candidate_scores": [round(score, 4) for score in result.candidate_scores]}
             records.append(self._save(item, result.wav, stop_reason=result.stop_reason, **extra))
         return records
 
@@ -315,7 +327,7 @@ def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path
             log.info("%s: done already (%s)", name, out_dir / ITEMS_FILE)
             outputs[name] = out_dir / ITEMS_FILE
             continue
-        pipeline = pipeline or VallexPipeline.load(pack_dir, infer.synthesis_options())
+        pipeline = pipeline or load_task_pipeline(pack_dir, infer)
         if task_spec(name).needs_st and pipeline.st_frontend is None:
             log.warning("%s: skipped, the pipeline pack has no ST frontend (run stage 6)", name)
             continue
@@ -326,6 +338,17 @@ def run_stage(config: dict[str, Any], infer: InferConfig, data: Path, dump: Path
         log.info("%s: %d items (%d failed) -> %s", name, len(records), failed, out_dir / ITEMS_FILE)
         outputs[name] = out_dir / ITEMS_FILE
     return outputs
+
+
+def load_task_pipeline(pack_dir: Path, infer: InferConfig) -> VallexPipeline:
+    """The pipeline pack with ``infer``'s options; without an ST frontend to rank candidates,
+    each output is the main decoding (``candidates`` 1, with a warning)."""
+    pipeline = VallexPipeline.load(pack_dir, infer.synthesis_options())
+    if pipeline.st_frontend is None and pipeline.options.candidates > 1:
+        log.warning("candidates: %d needs the ST frontend to rank outputs, and the pack has none (run stage 6); "
+                    "keeping one output per item", pipeline.options.candidates)
+        pipeline.options.candidates = 1
+    return pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,6 +70,14 @@ class SynthesisOptions:
         ar_decoding: decoding options of the AR model set over its trained config (fields of
             its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
             :func:`apply_ar_decoding`.
+        candidates: outputs made per request (1 = one). With more, the first is decoded with the
+            sampling above and the others with ``candidate_temperature``/``candidate_top_k``;
+            the ST frontend's CTC scores how likely each output's audio says the request's
+            phones (:meth:`STFrontend.phone_log_likelihood`) and the most likely one is kept.
+            Needs an ST frontend; costs ``candidates`` x the synthesis time.
+        candidate_temperature, candidate_top_k: sampling of the extra candidates (``top_k`` None:
+            the AR model's config).
+        candidate_languages: target languages whose requests get candidates (None = all).
     """
 
     max_prompt_seconds: float = 10.0
@@ -85,6 +93,10 @@ class SynthesisOptions:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
+    candidates: int = 1
+    candidate_temperature: float = 0.7
+    candidate_top_k: int | None = None
+    candidate_languages: list[str] | None = None
 
 
 def apply_ar_decoding(ar_lm: Any, options: dict[str, Any]) -> Any:
@@ -123,12 +135,16 @@ class SynthesisRequest:
 @dataclasses.dataclass
 class SynthesisResult:
     """Output of one request: wav float32[S] at the codec rate, codes LongTensor[L, T], and
-    why the AR stopped (``eos``, ``max_length``, ``loop`` or ``empty``)."""
+    why the AR stopped (``eos``, ``max_length``, ``loop`` or ``empty``). With candidate
+    reranking, ``candidate`` is the kept output's index (0 = decoded with the main sampling) and
+    ``candidate_scores`` the ST frontend's per-phone log-likelihood of every candidate."""
 
     wav: np.ndarray
     codes: torch.Tensor
     stop_reason: str
     request: SynthesisRequest
+    candidate: int = 0
+    candidate_scores: list[float] | None = None
 
 
 class VallexPipeline:
@@ -154,6 +170,8 @@ class VallexPipeline:
         self.frontend, self.phone_table, self.codec = frontend, phone_table, codec
         self.ar_lm, self.nar_lm, self.st_frontend = ar_lm, nar_lm, st_frontend
         self.options = options or SynthesisOptions()
+        if self.options.candidates < 1:
+            raise ConfigError(f"candidates must be >= 1 (1 = no reranking), got {self.options.candidates}.")
         self.device = _device_of(ar_lm)
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):
@@ -331,7 +349,13 @@ class VallexPipeline:
         batch_size: int | None = None,
     ) -> list[SynthesisResult]:
         """Decode ``requests`` in batches (longest first, so padding stays small) -> results in
-        the order of ``requests``. Greedy results do not depend on ``batch_size``."""
+        the order of ``requests``. Greedy results do not depend on ``batch_size``. With
+        ``options.candidates > 1`` each request keeps the best of several outputs (see
+        :class:`SynthesisOptions`).
+
+        Raises:
+            ConfigError: ``batch_size < 1``; candidates without an ST frontend to rank them.
+        """
         opts = self.options
         batch_size = batch_size or opts.batch_size
         if batch_size < 1:
@@ -343,6 +367,14 @@ class VallexPipeline:
         }
         seed = opts.seed if seed is None else seed
         generator = torch.Generator(device=self.device).manual_seed(int(seed)) if seed is not None else None
+        results = self._decode_sorted(list(requests), sampling, generator, batch_size)
+        if opts.candidates > 1:
+            results = self._rerank(list(requests), results, generator, batch_size)
+        return results
+
+    def _decode_sorted(self, requests: list[SynthesisRequest], sampling: dict[str, Any],
+                       generator: torch.Generator | None, batch_size: int) -> list[SynthesisResult]:
+        """All requests, longest first in batches of ``batch_size`` -> results in request order."""
         order = sorted(range(len(requests)),
                        key=lambda i: -(len(requests[i].prompt.phones) + len(requests[i].phones) + requests[i].prompt.num_frames))
         results: list[SynthesisResult | None] = [None] * len(requests)
@@ -351,6 +383,41 @@ class VallexPipeline:
             for index, result in zip(chunk, self._generate_batch([requests[i] for i in chunk], sampling, generator)):
                 results[index] = result
         return [result for result in results if result is not None]
+
+    def _rerank(self, requests: list[SynthesisRequest], first: list[SynthesisResult],
+                generator: torch.Generator | None, batch_size: int) -> list[SynthesisResult]:
+        """Best of ``options.candidates`` outputs per request (``first`` is candidate 0), by the
+        ST frontend's CTC log-likelihood of the request's phones."""
+        opts = self.options
+        languages = opts.candidate_languages
+        chosen = [index for index, request in enumerate(requests) if languages is None or request.lang in languages]
+        if not chosen:
+            return first
+        if self.st_frontend is None:
+            raise ConfigError(f"candidates: {opts.candidates} needs an ST frontend to rank the outputs, and this "
+                              "pipeline pack has none; set candidates: 1 or train stage 6 and re-assemble the pack.")
+        extra = opts.candidates - 1
+        sampling = {"temperature": opts.candidate_temperature, "top_k": opts.candidate_top_k, "top_p": None}
+        more = self._decode_sorted([requests[index] for index in chosen for _ in range(extra)], sampling,
+                                   generator, batch_size)
+        pools = {index: [first[index], *more[k * extra : (k + 1) * extra]] for k, index in enumerate(chosen)}
+        flat = [result for index in chosen for result in pools[index]]
+        scores = [-math.inf] * len(flat)
+        min_samples = int(0.1 * self.sample_rate)  # a candidate shorter than 0.1 s says nothing
+        audible = [k for k, result in enumerate(flat) if result.wav.size >= min_samples]
+        for start in range(0, len(audible), batch_size):
+            chunk = audible[start : start + batch_size]
+            values = self.st_frontend.phone_log_likelihood(
+                [torch.from_numpy(np.ascontiguousarray(flat[k].wav)) for k in chunk], self.sample_rate,
+                [flat[k].request.phones for k in chunk])
+            for k, value in zip(chunk, values):
+                scores[k] = float(value)
+        results = list(first)
+        for k, index in enumerate(chosen):
+            own = scores[k * opts.candidates : (k + 1) * opts.candidates]
+            best = max(range(len(own)), key=lambda c: (own[c], -c))  # ties keep the earlier candidate
+            results[index] = dataclasses.replace(pools[index][best], candidate=best, candidate_scores=own)
+        return results
 
     @torch.no_grad()
     def _generate_batch(self, requests: list[SynthesisRequest], sampling: dict[str, Any],

@@ -54,7 +54,8 @@ def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_durations(root / "dump" / "test" / "durations", durations)
     (root / "conf.yaml").write_text(
         "frontend: {name: multilingual, languages: {en: {name: g2p_en}, zh: {name: pypinyin}}}\n"
-        "infer: {max_items: 2, num_other_speakers: 1, batch_size: 2}\n"  # sampled: greedy random weights loop
+        # sampled: greedy random weights loop; English outputs are the best of 2 by the ST model
+        "infer: {max_items: 2, num_other_speakers: 1, batch_size: 2, candidates: 2, candidate_languages: [en]}\n"
     )
     return root
 
@@ -88,6 +89,12 @@ def test_stage7_writes_every_task_and_is_idempotent(recipe: Path) -> None:
     assert all(item["wav"] == item["reference_wav"] for item in ground_truth)
     assert all(item["same_speaker_wav"] != item["wav"] and item["speaker"] in item["same_speaker_wav"]
                for item in ground_truth), "similarity to the same speaker uses another of their sentences"
+    for task in ("zs_en", "xl_zh2en", "s2st_oracle_zh2en", "xl_en2zh"):  # candidates for English targets only
+        for item in read_items(recipe, task):
+            if item["wav"] is not None and task != "xl_en2zh":
+                assert len(item["candidate_scores"]) == 2 and item["candidate"] in (0, 1), (task, item)
+            else:
+                assert "candidate_scores" not in item, (task, item)
     nolid = read_items(recipe, "xl_zh2en_nolid")
     assert all((item["lang"], item["lid"]) == ("en", "zh") for item in nolid)
     assert all(item["target_phones"].startswith("en:") for item in read_items(recipe, "s2st_oracle_zh2en"))
@@ -118,7 +125,8 @@ def test_without_st_pack_s2st_from_speech_is_skipped(recipe: Path, caplog: pytes
     try:
         with caplog.at_level("WARNING"):
             assert run(recipe, "--tasks", "s2st_zh2en", "s2st_oracle_zh2en") == 0
-        assert "no ST frontend" in caplog.text
+        assert "no ST frontend" in caplog.text and "keeping one output per item" in caplog.text
+        assert all("candidate_scores" not in item for item in read_items(recipe, "s2st_oracle_zh2en"))
         assert "st_frontend" not in read_manifest(recipe / "exp" / "vallex_pack")["components"]
         assert read_items(recipe, "s2st_oracle_zh2en")
     finally:

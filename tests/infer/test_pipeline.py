@@ -1,6 +1,7 @@
 """VallexPipeline on tiny random weights: shapes, batching, languages, accent, long text, S2ST, errors."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,51 @@ def test_ar_decoding_options_are_set_over_the_trained_config(tiny_pack: Path) ->
     assert pipeline.ar_lm.config.repeat_run_limit == 3 and pipeline.ar_lm.config.top_p == 0.9
     with pytest.raises(ConfigError, match="advance_survival.*not options of ar_lm"):
         apply_ar_decoding(pipeline.ar_lm, {"advance_survival": 0.5})  # valle_ar has no phone pointer
+
+
+def test_candidates_keep_the_output_the_st_model_scores_best(tiny_pack: Path, zh_prompt: VoicePrompt,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    greedy = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=0.0))
+    options = SynthesisOptions(temperature=0.0, candidates=3, candidate_temperature=1.0)
+    pipeline = VallexPipeline.load(tiny_pack, options)
+    requests = [pipeline.text_request(text, zh_prompt) for text in TEXTS]
+    plain = greedy.generate(requests)
+    # the real (random-weight) ST model scores every candidate; the kept one has the best score
+    for result in pipeline.generate(requests, batch_size=3):
+        scores = result.candidate_scores
+        assert scores is not None and len(scores) == 3 and all(isinstance(score, float) for score in scores)
+        assert scores[result.candidate] == max(scores)
+    # ties keep candidate 0, which is the main (greedy) decoding; an output without audio never wins
+    monkeypatch.setattr(pipeline.st_frontend, "phone_log_likelihood", lambda wavs, rate, phones: [0.0] * len(wavs))
+    for one, best in zip(plain, pipeline.generate(requests)):
+        if one.wav.size:
+            assert best.candidate == 0 and torch.equal(one.codes, best.codes)
+        else:
+            assert best.candidate_scores[0] == -math.inf and best.candidate == best.candidate_scores.index(0.0)
+    # a scorer that prefers the longest audio picks it among the candidates
+    seen: list[int] = []
+
+    def by_length(wavs: list[torch.Tensor], rate: int, phones: list[list[str]]) -> list[float]:
+        assert rate == pipeline.sample_rate and len(phones) == len(wavs)
+        seen.extend(wav.numel() for wav in wavs)
+        return [float(wav.numel()) for wav in wavs]
+
+    monkeypatch.setattr(pipeline.st_frontend, "phone_log_likelihood", by_length)
+    for result in pipeline.generate(requests[:2]):
+        assert result.wav.size == max(result.candidate_scores) and result.wav.size in seen
+    # only the listed target languages get candidates
+    pipeline.options.candidate_languages = ["zh"]
+    mixed = pipeline.generate(requests)
+    assert [r.candidate_scores is None for r in mixed] == [r.lang != "zh" for r in requests]
+    assert torch.equal(mixed[0].codes, plain[0].codes)
+
+
+def test_candidates_need_an_st_frontend_and_a_positive_count(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    options = SynthesisOptions(temperature=0.0, candidates=2)
+    no_st = VallexPipeline(pipeline.frontend, pipeline.phone_table, pipeline.codec, pipeline.ar_lm, pipeline.nar_lm,
+                           options=options)
+    with pytest.raises(ConfigError, match="needs an ST frontend"):
+        no_st.synthesize("Good.", zh_prompt)
+    with pytest.raises(ConfigError, match="candidates must be >= 1"):
+        VallexPipeline(pipeline.frontend, pipeline.phone_table, pipeline.codec, pipeline.ar_lm, pipeline.nar_lm,
+                       options=SynthesisOptions(candidates=0))

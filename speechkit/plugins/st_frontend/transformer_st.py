@@ -393,6 +393,37 @@ class TransformerST(nn.Module, STFrontend):
         langs = torch.full((len(wavs),), self._language_id(target_lang), dtype=torch.long, device=features.device)
         return [self.ids_to_phones(ids) for ids in self.translate_ids(features, lengths, langs, beam_size=beam_size)]
 
+    def phone_log_likelihood(self, wavs: Sequence[torch.Tensor], sample_rate: int,
+                             phones: Sequence[Sequence[str]]) -> list[float]:
+        """CTC log-likelihood of each waveform's phones, per phone.
+
+        wavs: B FloatTensor[S_b]; phones: B token sequences (tokens outside the phone table are
+        skipped). Returns B floats ``log P(phones | wav) / len(phones)`` under the CTC head;
+        ``-inf`` where it is impossible (audio shorter than the subsampling's receptive field or
+        with fewer encoder frames than the phones need, or no known phone).
+        """
+        if len(wavs) != len(phones):
+            raise DataError(f"phone_log_likelihood: {len(wavs)} waveforms but {len(phones)} phone sequences.")
+        if len(wavs) == 0:
+            return []
+        table = {token: index for index, token in enumerate(self._tokens())}
+        targets = [torch.tensor([table[t] for t in seq if t in table and table[t] != BLANK_ID], dtype=torch.long)
+                   for seq in phones]
+        features, feature_lens = self.featurize_batch(wavs, sample_rate)
+        scores = [-math.inf] * len(wavs)
+        usable = [row for row, (length, target) in enumerate(zip(feature_lens.tolist(), targets))
+                  if length >= self.subsampling.min_input_frames and target.numel() > 0]
+        if not usable:
+            return scores
+        rows = torch.tensor(usable, device=features.device)
+        log_probs, lengths = self.ctc_log_probs(features[rows], feature_lens[rows])  # [U, S, C]
+        padded, target_lens = pad_sequences([targets[row] for row in usable])
+        losses = F.ctc_loss(log_probs.transpose(0, 1), padded.to(log_probs.device), lengths, target_lens.to(lengths.device),
+                            blank=BLANK_ID, reduction="none", zero_infinity=False)  # [U], -log P
+        for row, loss, count in zip(usable, losses.tolist(), target_lens.tolist()):
+            scores[row] = -loss / count if math.isfinite(loss) else -math.inf
+        return scores
+
     def recognize(self, wav: torch.Tensor, sample_rate: int) -> PhoneSequence:
         """wav FloatTensor[S] -> source-language phones (CTC greedy)."""
         return self.recognize_batch([wav], sample_rate)[0]

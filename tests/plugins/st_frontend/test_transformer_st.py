@@ -191,6 +191,24 @@ def test_ctc_align_finds_the_tone_boundaries(trained: torch.nn.Module) -> None:
         trained.ctc_align(trained.featurize(tones([4]), 16000), torch.tensor([4, 5, 6, 7, 4, 5]))
 
 
+def test_phone_log_likelihood_prefers_the_phones_the_audio_says(trained: torch.nn.Module) -> None:
+    en_tokens = [TOKENS[i] for i in EN_SOURCE]
+    zh_tokens = [TOKENS[i] for i in ZH_SOURCE]
+    wavs = [tones(EN_SOURCE), tones(ZH_SOURCE), tones(EN_SOURCE), tones([4]), torch.zeros(100)]
+    scores = trained.phone_log_likelihood(wavs, 16000, [en_tokens, zh_tokens, zh_tokens, zh_tokens * 3, en_tokens])
+    right_en, right_zh, wrong, too_few_frames, too_short = scores
+    assert right_en > -0.5 and right_zh > -0.5, scores  # the overfit model is sure of its own utterances
+    assert wrong < right_en - 1.0, scores
+    assert too_few_frames == -math.inf and too_short == -math.inf
+    # batched == one at a time; unknown tokens are skipped; sample rates are handled
+    alone = trained.phone_log_likelihood([wavs[1]], 16000, [zh_tokens + ["xx:unknown"]])
+    assert alone[0] == pytest.approx(right_zh, abs=1e-4)
+    assert trained.phone_log_likelihood([tones(ZH_SOURCE, 8000)], 8000, [zh_tokens])[0] > -0.5
+    assert trained.phone_log_likelihood([], 16000, []) == []
+    with pytest.raises(DataError, match="2 waveforms but 1"):
+        trained.phone_log_likelihood(wavs[:2], 16000, [en_tokens])
+
+
 def test_state_dict_round_trip(trained: torch.nn.Module, tmp_path) -> None:
     path = tmp_path / "st.pt"
     torch.save(trained.state_dict(), path)
