@@ -24,8 +24,8 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--batch-size", type=int, default=8, help="sentences decoded together (default 8)")
     group.add_argument("--candidates", type=int, default=1,
                        help="outputs per sentence; >1 keeps the one the pack's ST model hears saying the text best (default 1)")
-    group.add_argument("--candidate-temperature", type=float, default=0.7,
-                       help="sampling temperature of the extra candidates (default 0.7)")
+    group.add_argument("--candidate-temperature", type=float, default=0.5,
+                       help="sampling temperature of the extra candidates (default 0.5)")
     parser.add_argument("--device", default="cpu", help="torch device of the LMs (default cpu)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                         help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")

@@ -79,7 +79,7 @@ class InferConfig:
     kv_cache: str = "fp32"
     ar_decoding: dict = dataclasses.field(default_factory=dict)
     candidates: int = 1
-    candidate_temperature: float = 0.7
+    candidate_temperature: float = 0.5
     candidate_top_k: int | None = None
     candidate_languages: list | None = None
 

@@ -94,7 +94,7 @@ class SynthesisOptions:
     kv_cache: str = "fp32"
     ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
     candidates: int = 1
-    candidate_temperature: float = 0.7
+    candidate_temperature: float = 0.5
     candidate_top_k: int | None = None
     candidate_languages: list[str] | None = None
 
