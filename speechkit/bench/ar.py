@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
+from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
@@ -162,7 +162,7 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
     average_positions = prompt + max(frames) / 2
     read_bytes = weight_bytes + kv_cache_bytes(num_layers=config["num_layers"], d_model=config["d_model"],
                                                positions=average_positions, batch_size=batch,
-                                               element_size=KV_CACHES[kv_cache].itemsize)
+                                               element_size=kv_element_bytes(kv_cache, config["d_model"] // config["num_heads"]))
     row: dict[str, Any] = {
         "size": size.name, "model": config["name"], "precision": precision, "kv_cache": kv_cache, "batch": batch,
         "prefill_s": timing["prefill_s"], "decode_s": timing["decode_s"], "steps": timing["steps"],

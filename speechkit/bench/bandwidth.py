@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from speechkit.bench.timing import timed
+from speechkit.infer.precision import KV_CACHES
 
 
 def measure_bandwidth(device: torch.device, *, megabytes: int = 256, repeats: int = 5) -> dict[str, float]:
@@ -60,6 +61,12 @@ def linear_weight_bytes(module: nn.Module) -> int:
     return sum(_layer_weight_bytes(child) for child in module.modules())
 
 
-def kv_cache_bytes(*, num_layers: int, d_model: int, positions: float, batch_size: int = 1, element_size: int = 4) -> float:
+def kv_element_bytes(kv_cache: str, head_dim: int) -> float:
+    """Bytes per cached key/value element: the dtype's size, plus for ``int8`` its float32 scale
+    shared by the ``head_dim`` elements of a position and head."""
+    return KV_CACHES[kv_cache].itemsize + (4.0 / head_dim if kv_cache == "int8" else 0.0)
+
+
+def kv_cache_bytes(*, num_layers: int, d_model: int, positions: float, batch_size: int = 1, element_size: float = 4) -> float:
     """Bytes of keys and values read by one step that attends to ``positions`` cached positions."""
     return 2.0 * num_layers * batch_size * positions * d_model * element_size

@@ -65,8 +65,8 @@ class SynthesisOptions:
         precision: ``fp32``, ``bf16`` or ``int8`` (CPU) linear layers in the AR and NAR LMs
             (:func:`speechkit.infer.precision.apply_precision`; fp32 weights are pre-packed on
             CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
-        kv_cache: ``fp32`` or ``bf16`` KV cache for AR decoding (bf16 halves the bytes each
-            step reads; docs/performance.md).
+        kv_cache: ``fp32``, ``bf16`` or ``int8`` KV cache for AR decoding (bf16 halves the bytes
+            each step reads, int8 quarters them; docs/performance.md).
         ar_decoding: decoding options of the AR model set over its trained config (fields of
             its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
             :func:`apply_ar_decoding`.

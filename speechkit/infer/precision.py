@@ -16,7 +16,9 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
 
 The KV cache of AR decoding is fp32 unless ``kv_cache="bf16"``: a bfloat16 cache halves the
 bytes every decoding step reads (at batch 8 the cache is as large as the fp32 weights); on CPU
-the compiled decoding kernel (:mod:`speechkit.nn.decode_kernel`) reads it directly.
+the compiled decoding kernel (:mod:`speechkit.nn.decode_kernel`) reads it directly. ``kv_cache="int8"``
+quarters them: keys and values rounded to int8 with one scale per position and head
+(``max |x| / 127``), read by the same kernel; queries, scores and softmax stay fp32.
 
 Embeddings, norms and attention are untouched. Reduced precision changes the outputs slightly:
 ``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed.
@@ -24,18 +26,19 @@ Embeddings, norms and attention are untouched. Reduced precision changes the out
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from speechkit.errors import ConfigError
+from speechkit.nn.lean_decode import direct_operator
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 #: KV-cache precisions of AR decoding -> the cache's dtype.
-KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
 
 
 def onednn_packing_available() -> bool:
@@ -74,6 +77,18 @@ class PackedLinear(nn.Module):
             out = F.linear(inputs, self.weight, self.bias)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
+    def direct_forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`forward` as a closure over the weights for a decoding loop that calls it many
+        times (:class:`speechkit.nn.lean_decode.LeanDecoder`): x FloatTensor[B, in_features]
+        contiguous -> FloatTensor[B, out_features], the same result with fewer Python steps."""
+        weight, bias, dtype = self.weight, self.bias, self.compute_dtype
+        if not self.packed:
+            return self.forward
+        linear = direct_operator(torch.ops.mkldnn._linear_pointwise.default)
+        if dtype == torch.float32:
+            return lambda x: linear(x, weight, bias, "none", [], "")
+        return lambda x: linear(x.to(dtype), weight, bias, "none", [], "").to(x.dtype)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.compute_dtype}, packed={self.packed}"
 
@@ -106,7 +121,7 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
         module: an LM in eval mode, on its final device (packing and quantisation are per device).
         precision: ``fp32``, ``bf16`` or ``int8`` (int8: CPU only).
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
-        kv_cache: ``fp32`` or ``bf16``, the dtype of the KV cache an AR model decodes with
+        kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
 
     Returns:

@@ -13,12 +13,23 @@ from torch import nn
 from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available
 
 
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantisation of the last dimension: x FloatTensor[..., Dh] -> (CharTensor[..., Dh],
+    FloatTensor[...] scales) with ``x ~= q * scale`` (scale = max |x| / 127; 1 for all-zero rows)."""
+    scale = x.abs().amax(dim=-1).float() / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    quantized = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
+    return quantized, scale
+
+
 class KVCache:
     """Keys and values of every layer for a batch, preallocated to ``max_length`` positions.
 
-    Shapes: ``keys``/``values`` FloatTensor[num_layers, B, H, max_length, Dh]; ``length`` is the
-    number of positions written so far (shared by the batch: sequences are aligned so that they
-    write at the same index; padding is excluded with ``key_valid``, BoolTensor[B, max_length]).
+    Shapes: ``keys``/``values`` [num_layers, B, H, max_length, Dh] in ``dtype`` (float32,
+    bfloat16, or int8 with one scale per position and head in ``key_scales``/``value_scales``
+    FloatTensor[num_layers, B, H, max_length]); ``length`` is the number of positions written so
+    far (shared by the batch: sequences are aligned so that they write at the same index; padding
+    is excluded with ``key_valid``, BoolTensor[B, max_length]).
     """
 
     def __init__(
@@ -32,22 +43,53 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
+            raise ValueError(f"KV cache dtype must be float32, bfloat16, float16 or int8, got {dtype}")
         shape = (num_layers, batch_size, num_heads, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.quantized = dtype == torch.int8
+        self.key_scales: torch.Tensor | None = None
+        self.value_scales: torch.Tensor | None = None
+        if self.quantized:
+            self.key_scales = torch.ones(shape[:-1], dtype=torch.float32, device=device)
+            self.value_scales = torch.ones(shape[:-1], dtype=torch.float32, device=device)
         self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
         self.max_length = max_length
         self.length = 0
         self.has_padding = False
+        #: what the model decoding into this cache keeps for its steps (TransformerStack.decode_step)
+        self.step_runner: object | None = None
 
-    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store keys/values FloatTensor[B, H, N, Dh] at ``start``; return views of positions [0, start+N)."""
+    def store(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> int:
+        """Store keys/values FloatTensor[B, H, N, Dh] at ``start`` (quantised for an int8 cache);
+        return ``start + N``."""
         end = start + keys.shape[2]
         if end > self.max_length:
             raise RuntimeError(f"KV cache overflow: writing up to {end} of {self.max_length} positions")
+        if self.quantized:
+            keys, key_scales = quantize_rows(keys)
+            values, value_scales = quantize_rows(values)
+            self.key_scales[layer, :, :, start:end].copy_(key_scales)  # type: ignore[index]
+            self.value_scales[layer, :, :, start:end].copy_(value_scales)  # type: ignore[index]
         self.keys[layer, :, :, start:end].copy_(keys)
         self.values[layer, :, :, start:end].copy_(values)
+        return end
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store keys/values FloatTensor[B, H, N, Dh] at ``start``; return positions [0, start+N):
+        views of the cache, or for an int8 cache dequantised float32 copies."""
+        end = self.store(layer, keys, values, start)
+        if self.quantized:
+            return self.dequantized(layer, end)
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def dequantized(self, layer: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """An int8 cache's keys/values of positions [0, end) as FloatTensor[B, H, end, Dh]."""
+        assert self.key_scales is not None and self.value_scales is not None
+        keys = self.keys[layer, :, :, :end].float() * self.key_scales[layer, :, :, :end, None]
+        values = self.values[layer, :, :, :end].float() * self.value_scales[layer, :, :, :end, None]
+        return keys, values
 
     def mark_valid(self, valid: torch.Tensor, start: int) -> None:
         """Record which of the positions [start, start+N) are real (valid: BoolTensor[B, N])."""

@@ -5,8 +5,10 @@ cached so far. torch's CPU paths for one query per head (``scaled_dot_product_at
 two batched matrix-vector products) read the cache at 6-15 GB/s on the 2-core AVX-512 machines
 of docs/performance.md, a third of the bandwidth the linear layers reach. This kernel streams
 each head's keys, then its values, once, in vectorised loops, one (sequence, head) per task on
-torch's intra-op threads, and reads a bfloat16 cache directly (converted in registers), which
-halves the cache bytes of every step.
+torch's intra-op threads: scores 16 keys at a time (a transposing sum instead of 16 horizontal
+ones), a vectorised exponential, and the weighted values summed in registers. It reads a
+bfloat16 cache directly (converted in registers), which halves the cache bytes of every step,
+and an int8 cache with one scale per position and head (a quarter of the bytes).
 
 It is C++ built on first use with ``torch.utils.cpp_extension.load_inline`` (a C++ compiler and
 ninja; the build is cached under ``~/.cache/torch_extensions``). Where it cannot be built, or
@@ -34,6 +36,7 @@ _SOURCE = r"""
 #include <vector>
 
 static inline float load(const float* p, int64_t i) { return p[i]; }
+static inline float load(const int8_t* p, int64_t i) { return static_cast<float>(p[i]); }
 static inline float load(const uint16_t* p, int64_t i) {
   uint32_t bits = static_cast<uint32_t>(p[i]) << 16;
   float value;
@@ -45,6 +48,9 @@ static inline float load(const uint16_t* p, int64_t i) {
 #include <immintrin.h>
 // 16 values of a row -> 16 floats
 static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
 static inline __m512 load16(const uint16_t* p) {
   __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
@@ -79,13 +85,14 @@ static inline void axpy(float p, const T* row, float* out, int64_t D) {
 }
 
 template <typename T>
-static void attend_one(const float* q, const T* k, const T* v, const bool* valid, int64_t S, int64_t D,
-                       int64_t k_stride, int64_t v_stride, float scale, float* out, float* scores) {
+static void attend_one(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
+                       const float* v_scales, int64_t S, int64_t D, int64_t k_stride, int64_t v_stride, float scale,
+                       float* out, float* scores) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   float top = neg_inf;
   for (int64_t s = 0; s < S; ++s) {
     if (valid != nullptr && !valid[s]) { scores[s] = neg_inf; continue; }
-    const float score = dot(q, k + s * k_stride, D) * scale;
+    const float score = dot(q, k + s * k_stride, D) * scale * (k_scales == nullptr ? 1.f : k_scales[s]);
     scores[s] = score;
     top = score > top ? score : top;
   }
@@ -99,33 +106,178 @@ static void attend_one(const float* q, const T* k, const T* v, const bool* valid
   }
   const float inv = 1.f / total;
   for (int64_t s = 0; s < S; ++s) {
-    const float p = scores[s] * inv;
+    const float p = scores[s] * inv * (v_scales == nullptr ? 1.f : v_scales[s]);
     if (p != 0.f) axpy(p, v + s * v_stride, out, D);
   }
 }
 
+#if defined(__AVX512F__)
+// exp of 16 floats (x <= 0 here: scores minus their maximum): 2^n * e^r with |r| <= ln2/2 and a
+// degree-7 Taylor polynomial for e^r (relative error ~1e-7, like std::exp in float).
+static inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-88.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.6931471805599453f), x);
+  __m512 p = _mm512_set1_ps(1.f / 5040.f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// 16 vectors -> one vector whose lane r is the sum of the lanes of a[r] (a transposing reduction:
+// 15 shuffle+add pairs instead of 16 horizontal sums).
+static inline __m512 sum_lanes16(const __m512* a) {
+  __m512 pairs[8], quads[4];
+  for (int i = 0; i < 8; ++i)
+    pairs[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+  for (int i = 0; i < 4; ++i) {
+    const __m512d x = _mm512_castps_pd(pairs[2 * i]), y = _mm512_castps_pd(pairs[2 * i + 1]);
+    quads[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+  }
+  const __m512 low = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88), _mm512_shuffle_f32x4(quads[0], quads[1], 0xDD));
+  const __m512 high = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88), _mm512_shuffle_f32x4(quads[2], quads[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(low, high, 0x88), _mm512_shuffle_f32x4(low, high, 0xDD));
+}
+
+// One (sequence, head) with D = 16 * NV: scores 16 keys at a time, vectorised softmax, and the
+// weighted sum of the values accumulated in registers.
+template <typename T, int NV>
+static void attend_blocked(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
+                           const float* v_scales, int64_t S, int64_t k_stride, int64_t v_stride, float scale,
+                           float* out, float* scores) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  __m512 query[NV];
+  for (int i = 0; i < NV; ++i) query[i] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * i), _mm512_set1_ps(scale));
+  const __m512 minus_inf = _mm512_set1_ps(neg_inf);
+  __m512 top = minus_inf;
+  int64_t s = 0;
+  for (; s + 16 <= S; s += 16) {
+    __m512 acc[16];
+    for (int r = 0; r < 16; ++r) {
+      const T* row = k + (s + r) * k_stride;
+      __m512 a = _mm512_mul_ps(query[0], load16(row));
+      for (int i = 1; i < NV; ++i) a = _mm512_fmadd_ps(query[i], load16(row + 16 * i), a);
+      acc[r] = a;
+    }
+    __m512 block = sum_lanes16(acc);
+    if (k_scales != nullptr) block = _mm512_mul_ps(block, _mm512_loadu_ps(k_scales + s));
+    if (valid != nullptr) {
+      __mmask16 keep = 0;
+      for (int r = 0; r < 16; ++r) keep |= static_cast<__mmask16>(valid[s + r] ? 1u << r : 0u);
+      block = _mm512_mask_blend_ps(keep, minus_inf, block);
+    }
+    _mm512_storeu_ps(scores + s, block);
+    top = _mm512_max_ps(top, block);
+  }
+  float best = _mm512_reduce_max_ps(top);
+  for (; s < S; ++s) {
+    float score = neg_inf;
+    if (valid == nullptr || valid[s]) {
+      __m512 a = _mm512_mul_ps(query[0], load16(k + s * k_stride));
+      for (int i = 1; i < NV; ++i) a = _mm512_fmadd_ps(query[i], load16(k + s * k_stride + 16 * i), a);
+      score = _mm512_reduce_add_ps(a) * (k_scales == nullptr ? 1.f : k_scales[s]);
+    }
+    scores[s] = score;
+    best = score > best ? score : best;
+  }
+  if (best == neg_inf) {  // nothing to attend to: zeros (torch would give NaN)
+    for (int64_t d = 0; d < 16 * NV; ++d) out[d] = 0.f;
+    return;
+  }
+  const __m512 shift = _mm512_set1_ps(best);
+  __m512 sum = _mm512_setzero_ps();
+  for (s = 0; s + 16 <= S; s += 16) {
+    const __m512 x = _mm512_loadu_ps(scores + s);
+    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, minus_inf, _CMP_NEQ_OQ), exp16(_mm512_sub_ps(x, shift)));
+    _mm512_storeu_ps(scores + s, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  float total = _mm512_reduce_add_ps(sum);
+  for (; s < S; ++s) {
+    const float e = scores[s] == neg_inf ? 0.f : std::exp(scores[s] - best);
+    scores[s] = e;
+    total += e;
+  }
+  __m512 acc[NV];
+  for (int i = 0; i < NV; ++i) acc[i] = _mm512_setzero_ps();
+  for (s = 0; s < S; ++s) {
+    const float p = scores[s] * (v_scales == nullptr ? 1.f : v_scales[s]);
+    if (p == 0.f) continue;  // masked (or negligible) positions: their values are not read
+    const __m512 weight = _mm512_set1_ps(p);
+    const T* row = v + s * v_stride;
+    for (int i = 0; i < NV; ++i) acc[i] = _mm512_fmadd_ps(weight, load16(row + 16 * i), acc[i]);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / total);
+  for (int i = 0; i < NV; ++i) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(acc[i], inv));
+}
+#endif
+
+// The blocked kernel for head sizes 16..128 (multiples of 16) where AVX-512 is compiled in; the
+// scalar loops otherwise.
+template <typename T>
+static void attend(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
+                   const float* v_scales, int64_t S, int64_t D, int64_t k_stride, int64_t v_stride, float scale,
+                   float* out, float* scores) {
+#if defined(__AVX512F__)
+  if (D % 16 == 0) {
+    switch (D / 16) {
+      case 1: return attend_blocked<T, 1>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 2: return attend_blocked<T, 2>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 3: return attend_blocked<T, 3>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 4: return attend_blocked<T, 4>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 5: return attend_blocked<T, 5>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 6: return attend_blocked<T, 6>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 7: return attend_blocked<T, 7>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      case 8: return attend_blocked<T, 8>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+      default: break;
+    }
+  }
+#endif
+  attend_one<T>(q, k, v, valid, k_scales, v_scales, S, D, k_stride, v_stride, scale, out, scores);
+}
+
 template <typename T>
 static void run(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                const c10::optional<torch::Tensor>& valid, torch::Tensor& out, const T* k_data, const T* v_data) {
+                const c10::optional<torch::Tensor>& valid, const c10::optional<torch::Tensor>& k_scales,
+                const c10::optional<torch::Tensor>& v_scales, torch::Tensor& out, const T* k_data, const T* v_data) {
   const int64_t B = q.size(0), H = q.size(1), D = q.size(3), S = k.size(2);
   const float scale = 1.f / std::sqrt(static_cast<float>(D));
   const float* q_data = q.data_ptr<float>();
   float* out_data = out.data_ptr<float>();
   const bool* valid_data = valid.has_value() ? valid->data_ptr<bool>() : nullptr;
   const int64_t vb = valid.has_value() ? valid->stride(0) : 0;
+  const float* ksc = k_scales.has_value() ? k_scales->data_ptr<float>() : nullptr;
+  const float* vsc = v_scales.has_value() ? v_scales->data_ptr<float>() : nullptr;
+  const int64_t ksb = ksc ? k_scales->stride(0) : 0, ksh = ksc ? k_scales->stride(1) : 0;
+  const int64_t vsb = vsc ? v_scales->stride(0) : 0, vsh = vsc ? v_scales->stride(1) : 0;
   const auto ks = k.strides(), vs = v.strides();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores(static_cast<size_t>(S));
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, h = task % H;
-      attend_one<T>(q_data + (b * H + h) * D, k_data + b * ks[0] + h * ks[1], v_data + b * vs[0] + h * vs[1],
-                    valid_data == nullptr ? nullptr : valid_data + b * vb, S, D, ks[2], vs[2], scale,
-                    out_data + (b * H + h) * D, scores.data());
+      attend<T>(q_data + (b * H + h) * D, k_data + b * ks[0] + h * ks[1], v_data + b * vs[0] + h * vs[1],
+                valid_data == nullptr ? nullptr : valid_data + b * vb, ksc == nullptr ? nullptr : ksc + b * ksb + h * ksh,
+                vsc == nullptr ? nullptr : vsc + b * vsb + h * vsh, S, D, ks[2], vs[2], scale,
+                out_data + (b * H + h) * D, scores.data());
     }
   });
 }
 
-torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> valid) {
+static void check_scales(const c10::optional<torch::Tensor>& scales, const torch::Tensor& k) {
+  TORCH_CHECK(scales.has_value(), "an int8 cache needs key and value scales");
+  TORCH_CHECK(scales->dim() == 3 && scales->size(0) == k.size(0) && scales->size(1) == k.size(1) &&
+              scales->size(2) == k.size(2) && scales->stride(2) == 1 && scales->scalar_type() == torch::kFloat,
+              "scales must be FloatTensor[B, H, S] with a contiguous last dimension");
+}
+
+torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> valid,
+                               c10::optional<torch::Tensor> k_scales, c10::optional<torch::Tensor> v_scales) {
   TORCH_CHECK(q.dim() == 4 && q.size(2) == 1, "query must be [B, H, 1, Dh]");
   TORCH_CHECK(k.dim() == 4 && v.sizes() == k.sizes(), "keys and values must be [B, H, S, Dh]");
   TORCH_CHECK(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), "shapes disagree");
@@ -139,11 +291,15 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
   }
   auto out = torch::empty_like(q);
   if (k.scalar_type() == torch::kFloat) {
-    run<float>(q, k, v, valid, out, k.data_ptr<float>(), v.data_ptr<float>());
-  } else {
-    TORCH_CHECK(k.scalar_type() == torch::kBFloat16, "the cache must be float32 or bfloat16");
-    run<uint16_t>(q, k, v, valid, out, reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()),
+    run<float>(q, k, v, valid, k_scales, v_scales, out, k.data_ptr<float>(), v.data_ptr<float>());
+  } else if (k.scalar_type() == torch::kBFloat16) {
+    run<uint16_t>(q, k, v, valid, k_scales, v_scales, out, reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()),
                   reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()));
+  } else {
+    TORCH_CHECK(k.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
+    check_scales(k_scales, k);
+    check_scales(v_scales, v);
+    run<int8_t>(q, k, v, valid, k_scales, v_scales, out, k.data_ptr<int8_t>(), v.data_ptr<int8_t>());
   }
   return out;
 }
@@ -189,11 +345,20 @@ def decode_kernel_available() -> bool:
 
 
 def reference_decode_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_valid: torch.Tensor | None = None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_valid: torch.Tensor | None = None,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The torch computation of :func:`decode_attention` (any device; keys/values cast to the
-    query's dtype). Rows with no valid key give zeros."""
+    query's dtype, int8 ones multiplied by their scales). Rows with no valid key give zeros."""
     key, value = key.to(query.dtype), value.to(query.dtype)
+    if key_scales is not None:
+        key = key * key_scales.unsqueeze(-1).to(query.dtype)
+    if value_scales is not None:
+        value = value * value_scales.unsqueeze(-1).to(query.dtype)
     scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))  # [B, H, 1, S]
     if key_valid is not None:
         scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
@@ -202,16 +367,25 @@ def reference_decode_attention(
 
 
 def decode_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_valid: torch.Tensor | None = None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_valid: torch.Tensor | None = None,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of one query per sequence and head over S cached positions.
 
-    query FloatTensor[B, H, 1, Dh] (float32); key/value [B, H, S, Dh] float32 or bfloat16 with
-    a contiguous last dimension (views of a :class:`~speechkit.nn.attention.KVCache` are);
-    key_valid BoolTensor[B, S] (True = attend) or None -> FloatTensor[B, H, 1, Dh].
+    query FloatTensor[B, H, 1, Dh] (float32); key/value [B, H, S, Dh] float32, bfloat16 or int8
+    with a contiguous last dimension (views of a :class:`~speechkit.nn.attention.KVCache` are);
+    key_valid BoolTensor[B, S] (True = attend) or None; for int8 keys/values their scales
+    key_scales/value_scales FloatTensor[B, H, S] (``key[s] * key_scales[s]`` is the key)
+    -> FloatTensor[B, H, 1, Dh].
     """
+    if key.dtype == torch.int8 and (key_scales is None or value_scales is None):
+        raise ValueError("decode_attention: an int8 cache needs key_scales and value_scales")
     kernel = _kernel() if query.device.type == "cpu" and query.dtype == torch.float32 else None
     if kernel is None or torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
-        return reference_decode_attention(query, key, value, key_valid)
+        return reference_decode_attention(query, key, value, key_valid, key_scales, value_scales)
     valid = None if key_valid is None else key_valid if key_valid.stride(-1) == 1 else key_valid.contiguous()
-    return kernel.decode_attention(query, key, value, valid)
+    return kernel.decode_attention(query, key, value, valid, key_scales, value_scales)

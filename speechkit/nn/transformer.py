@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from speechkit.nn.attention import KVCache, MultiHeadAttention
+from speechkit.nn.lean_decode import LeanDecoder
 
 
 class LevelLayerNorm(nn.Module):
@@ -108,6 +109,22 @@ class TransformerStack(nn.Module):
             dtype=dtype,
             device=device,
         )
+
+    def decode_step(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """One decoding step: x FloatTensor[B, 1, D] at cache position ``start`` -> FloatTensor[B, 1, D].
+
+        The same result as ``forward(x, cache.step_mask(start + 1), cache=cache, start=start)``;
+        in eval mode an unconditioned stack runs it through a :class:`LeanDecoder` (the layers'
+        weights bound once per generation and kept on ``cache``; far fewer Python calls per step).
+        """
+        runner = cache.step_runner
+        if self.training or x.shape[1] != 1 or torch.is_grad_enabled():
+            runner = None
+        elif not isinstance(runner, LeanDecoder) or runner.stack is not self:
+            runner = cache.step_runner = LeanDecoder(self) if LeanDecoder.supports(self) else None
+        if runner is None:
+            return self.forward(x, cache.step_mask(start + 1), cache=cache, start=start)
+        return runner(x, cache, start)
 
     def forward(
         self,

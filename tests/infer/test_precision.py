@@ -51,19 +51,22 @@ def test_precision_paths_match_fp32(precision: str) -> None:
     assert agreement == 1.0 if precision == "fp32" else agreement >= 0.8
 
 
+@pytest.mark.parametrize("kv_cache", ["bf16", "int8"])
 @pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
-def test_bf16_kv_cache_is_allocated_and_stays_close(name: str) -> None:
+def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str) -> None:
     reference, reference_tokens = teacher_forced_logits(tiny(name)) if name == "valle_ar" else (None, None)
-    model = apply_precision(tiny(name), "fp32", kv_cache="bf16")
+    model = apply_precision(tiny(name), "fp32", kv_cache=kv_cache)
     with torch.inference_mode():
         state, _ = model.prefill(*prompts(), max_steps=4)
-    assert state.cache.keys.dtype == torch.bfloat16 and state.cache.values.dtype == torch.bfloat16
+    dtype = {"bf16": torch.bfloat16, "int8": torch.int8}[kv_cache]
+    assert state.cache.keys.dtype == dtype and state.cache.values.dtype == dtype
+    assert (state.cache.key_scales is not None) == (kv_cache == "int8")
     if reference is not None:
         logits, tokens = teacher_forced_logits(model)
         assert (logits - reference).abs().max() <= 5e-2 * reference.abs().max()
         assert (tokens == reference_tokens).float().mean() >= 0.8
-    bf16 = model.generate_batch(*prompts(), temperature=0.0)  # decoding reads the bf16 cache
-    assert len(bf16.codes) == 2 and all(reason in ("eos", "max_length", "loop") for reason in bf16.stop_reasons)
+    generated = model.generate_batch(*prompts(), temperature=0.0)  # decoding reads the reduced cache
+    assert len(generated.codes) == 2 and all(reason in ("eos", "max_length", "loop") for reason in generated.stop_reasons)
     with pytest.raises(ConfigError, match="KV-cache precision"):
         apply_precision(tiny(name), "fp32", kv_cache="int4")
 

@@ -18,6 +18,18 @@ def cache_views(batch: int, heads: int, length: int, dim: int, dtype: torch.dtyp
     return cache.write(1, keys, values, 0)
 
 
+def int8_cache_views(batch: int, heads: int, length: int, dim: int, seed: int = 0):
+    """An int8 cache's keys, values and scales [B, H, :length] (views) and the float keys/values."""
+    generator = torch.Generator().manual_seed(seed)
+    cache = KVCache(num_layers=2, batch_size=batch, num_heads=heads, head_dim=dim, max_length=length + 7, dtype=torch.int8)
+    keys = torch.randn(batch, heads, length, dim, generator=generator)
+    values = torch.randn(batch, heads, length, dim, generator=generator)
+    cache.store(1, keys, values, 0)
+    views = (cache.keys[1, :, :, :length], cache.values[1, :, :, :length],
+             cache.key_scales[1, :, :, :length], cache.value_scales[1, :, :, :length])
+    return views, (keys, values)
+
+
 def test_the_kernel_builds_here() -> None:
     assert decode_kernel_available(), "a C++ compiler and ninja are installed by tools/install.sh"
 
@@ -69,3 +81,41 @@ def test_attention_layer_decodes_the_same_with_either_cache_precision(monkeypatc
     assert torch.allclose(outputs[torch.float32], full, atol=1e-5)
     assert torch.allclose(fallback, full[:, 5:], atol=1e-5)
     assert torch.allclose(outputs[torch.bfloat16], full, atol=3e-2)  # keys/values rounded to bf16
+
+
+@pytest.mark.parametrize("dim", [16, 48, 64, 8])
+@pytest.mark.parametrize("length", [37, 64, 3])
+def test_kernel_equals_reference_for_every_cache_dtype_head_size_and_length(dim: int, length: int) -> None:
+    """Blocked path (head sizes 16..128, 16 keys at a time plus a tail) and the scalar one (8)."""
+    query = torch.randn(2, 3, 1, dim, generator=torch.Generator().manual_seed(3)) * 2
+    valid = torch.ones(2, length, dtype=torch.bool)
+    valid[1, : length // 3] = False
+    for dtype in (torch.float32, torch.bfloat16):
+        key, value = cache_views(2, 3, length, dim, dtype)
+        for mask in (None, valid):
+            with torch.inference_mode():
+                got = decode_attention(query, key, value, mask)
+            assert torch.allclose(got, reference_decode_attention(query, key, value, mask), atol=2e-5, rtol=1e-5)
+    (key, value, key_scales, value_scales), _ = int8_cache_views(2, 3, length, dim)
+    for mask in (None, valid):
+        with torch.inference_mode():
+            got = decode_attention(query, key, value, mask, key_scales, value_scales)
+        expected = reference_decode_attention(query, key, value, mask, key_scales, value_scales)
+        assert torch.allclose(got, expected, atol=2e-5, rtol=1e-5)
+
+
+def test_int8_cache_rounds_each_position_and_head_and_needs_its_scales() -> None:
+    (key, value, key_scales, value_scales), (keys, values) = int8_cache_views(1, 2, 20, 16)
+    assert key.dtype == torch.int8 and key.abs().amax(-1).eq(127).all()  # each row uses the full range
+    dequantized = key.float() * key_scales.unsqueeze(-1)
+    assert (dequantized - keys).abs().max() <= key_scales.max() / 2 + 1e-6  # half a step at most
+    query = torch.randn(1, 2, 1, 16)
+    exact = reference_decode_attention(query, keys, values)
+    with torch.inference_mode():
+        got = decode_attention(query, key, value, None, key_scales, value_scales)
+    assert (got - exact).abs().max() < 0.05
+    with pytest.raises(ValueError, match="needs key_scales"):
+        decode_attention(query, key, value)
+    zero = KVCache(num_layers=1, batch_size=1, num_heads=1, head_dim=4, max_length=2, dtype=torch.int8)
+    zero.store(0, torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4), 0)
+    assert torch.equal(zero.dequantized(0, 1)[0], torch.zeros(1, 1, 1, 4))

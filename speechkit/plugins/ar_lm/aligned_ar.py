@@ -349,7 +349,7 @@ class AlignedAR(ValleAR):
             tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1),
             phone_ids.unsqueeze(1), phone_langs.unsqueeze(1), phone_positions.unsqueeze(1), has_phone,
         )
-        hidden = self.decoder(x, state.cache.step_mask(state.start + 1), cache=state.cache, start=state.start)
+        hidden = self.decoder.decode_step(x, state.cache, state.start)
         state.start += 1
         state.positions = state.positions + 1
         return hidden[:, 0]

@@ -239,8 +239,7 @@ class ValleAR(nn.Module, ARLanguageModel):
         """Feed the last sampled group tokens LongTensor[B, k]; return the next logits
         FloatTensor[B, k, K+1]. Writes one position into the cache in place."""
         x = self._embed_groups(tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1))  # [B, 1, D]
-        mask = state.cache.step_mask(state.start + 1)
-        hidden = self.decoder(x, mask, cache=state.cache, start=state.start)
+        hidden = self.decoder.decode_step(x, state.cache, state.start)
         state.start += 1
         state.positions = state.positions + 1
         return self._logits(hidden)[:, 0]

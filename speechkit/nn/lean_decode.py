@@ -1,0 +1,148 @@
+"""One decoding step of a :class:`~speechkit.nn.transformer.TransformerStack` with little Python.
+
+At batch 1 a paper-size decoding step spends a few ms outside the matrix products and the
+attention: module calls (~15 per layer with norms, dropouts and containers), view/permute/unbind
+chains and cache bookkeeping, each a few microseconds of interpreter and dispatcher time
+(docs/performance.md measured 3.6 ms of a 11.8 ms int8 step). :class:`LeanDecoder` computes the
+same step as the stack's ``forward`` with one position per sequence (same operations, same
+order, bit-identical results) from a plan of the layers' weights and bound ``forward`` methods
+built once, so a step is ~11 tensor operations per layer.
+
+It works with whatever linear layers the stack holds (``nn.Linear``, the pre-packed or
+quantised ones of :mod:`speechkit.infer.precision`). A plan binds the layers as they are when it
+is built, so it lives as long as one generation: ``TransformerStack.decode_step`` keeps it on the
+generation's :class:`~speechkit.nn.attention.KVCache`. Level-conditioned stacks, training mode
+and steps of several positions use the stack's ``forward``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechkit.nn.attention import KVCache, decode_step_attention
+from speechkit.nn.decode_kernel import decode_attention
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _LayerPlan(NamedTuple):
+    """The bound pieces of one pre-LN layer (see ``TransformerLayer``)."""
+
+    attention_norm: tuple[torch.Tensor | None, torch.Tensor | None, float]
+    qkv: Linear
+    out: Linear
+    ffn_norm: tuple[torch.Tensor | None, torch.Tensor | None, float]
+    ffn_in: Linear
+    activation: str  # GELU's ``approximate``
+    ffn_out: Linear
+
+
+def direct_operator(overload: Any) -> Callable[..., Any]:
+    """The C++ callable behind a ``torch.ops`` overload (skips ~10 us of Python checks per call
+    that ops taking script objects, like the quantised linear's packed weights, go through);
+    the overload itself where torch does not expose it."""
+    return getattr(overload, "_op", overload)
+
+
+def direct_linear(module: nn.Module) -> Linear:
+    """The quickest call of a linear layer's forward for 2-D inputs [B, in] -> [B, out].
+
+    A module may offer ``direct_forward()`` (the pre-packed layers of
+    :mod:`speechkit.infer.precision` do); torch's dynamically quantised int8 ``Linear`` is called
+    through its operator (its ``forward`` adds ~25 us of Python per call, ~1 ms per paper-size
+    step); anything else through its ``forward``.
+    """
+    direct = getattr(module, "direct_forward", None)
+    if callable(direct):
+        return direct()
+    packed = getattr(module, "_packed_params", None)
+    if type(module).__module__.startswith("torch.ao.nn.quantized.dynamic") and getattr(packed, "dtype", None) == torch.qint8:
+        params = packed._packed_params
+        reduce_range = module.version is not None and module.version >= 4  # as its forward decides
+        operator = direct_operator(torch.ops.quantized.linear_dynamic.default)
+        return lambda x: operator(x, params, reduce_range)
+    return module.forward
+
+
+def _norm_parts(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    inner = norm.norm  # _Norm wraps an nn.LayerNorm when unconditioned
+    return inner.weight, inner.bias, inner.eps
+
+
+class LeanDecoder:
+    """Runs ``stack.forward(x, cache.step_mask(start + 1), cache=cache, start=start)`` for
+    x FloatTensor[B, 1, D] with a prebuilt plan (see the module docstring).
+
+    Args:
+        stack: the TransformerStack (unconditioned: ``num_conditions == 0``).
+    """
+
+    def __init__(self, stack: nn.Module) -> None:
+        self.stack = stack
+        self._plan = [
+            _LayerPlan(
+                attention_norm=_norm_parts(layer.attention_norm),
+                qkv=direct_linear(layer.attention.qkv),
+                out=direct_linear(layer.attention.out),
+                ffn_norm=_norm_parts(layer.ffn_norm),
+                ffn_in=direct_linear(layer.ffn[0]),
+                activation=layer.ffn[1].approximate,
+                ffn_out=direct_linear(layer.ffn[3]),
+            )
+            for layer in stack.layers
+        ]
+        self._final = _norm_parts(stack.final_norm)
+
+    @staticmethod
+    def supports(stack: nn.Module) -> bool:
+        """Whether ``stack`` has the plain pre-LN layout this runner plans (no level conditions,
+        GELU feed-forward)."""
+        return not stack.final_norm.conditional and all(
+            not layer.attention_norm.conditional and isinstance(layer.ffn[1], nn.GELU) for layer in stack.layers
+        )
+
+    def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """x: FloatTensor[B, 1, D] (embedded new positions) -> FloatTensor[B, 1, D] (normed);
+        writes the keys/values at ``start`` and sets ``cache.length = start + 1``."""
+        batch, _, width = x.shape
+        end = start + 1
+        if end > cache.max_length:
+            raise RuntimeError(f"KV cache overflow: writing up to {end} of {cache.max_length} positions")
+        heads = self.stack.num_heads
+        head_dim = width // heads
+        mask = cache.step_mask(end)
+        valid = None if mask is None else cache.key_valid[:, :end]
+        on_cpu = x.device.type == "cpu"
+        shape = (width,)
+        hidden = x.reshape(batch, width)
+        for index, layer in enumerate(self._plan):
+            weight, bias, eps = layer.attention_norm
+            qkv = layer.qkv(F.layer_norm(hidden, shape, weight, bias, eps)).view(batch, 3, heads, head_dim)
+            query = qkv[:, 0].unsqueeze(2)  # [B, H, 1, Dh]
+            if cache.quantized:
+                cache.store(index, qkv[:, 1].unsqueeze(2), qkv[:, 2].unsqueeze(2), start)
+            else:
+                cache.keys[index, :, :, start].copy_(qkv[:, 1])
+                cache.values[index, :, :, start].copy_(qkv[:, 2])
+            keys, values = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
+            if on_cpu and cache.quantized:
+                attended = decode_attention(query, keys, values, valid, cache.key_scales[index, :, :, :end],  # type: ignore[index]
+                                            cache.value_scales[index, :, :, :end])  # type: ignore[index]
+            elif on_cpu:
+                attended = decode_step_attention(query, keys, values, mask)
+            else:
+                if cache.quantized:
+                    keys, values = cache.dequantized(index, end)
+                elif keys.dtype != query.dtype:
+                    keys, values = keys.to(query.dtype), values.to(query.dtype)
+                attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
+            hidden = hidden + layer.out(attended.reshape(batch, width))
+            weight, bias, eps = layer.ffn_norm
+            inner = layer.ffn_in(F.layer_norm(hidden, shape, weight, bias, eps))
+            hidden = hidden + layer.ffn_out(F.gelu(inner, approximate=layer.activation))
+        cache.length = end
+        weight, bias, eps = self._final
+        return F.layer_norm(hidden, shape, weight, bias, eps).view(batch, 1, width)
