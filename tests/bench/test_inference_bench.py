@@ -1,6 +1,7 @@
 """The inference benchmarks (`speechkit bench ar|nar|e2e`) on the tiny size: they run and write the figures."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechkit.bench.bandwidth import kv_cache_bytes, linear_weight_bytes, measure_bandwidth
+from speechkit.bench.ar import GreedyReference
+from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.nar import output_seconds_for
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory
@@ -26,7 +28,7 @@ def run_bench(what: str, tmp_path: Path, *extra: str) -> dict:
 
 
 def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = run_bench("ar", tmp_path, "--batch", "1,3", "--bandwidth-mb", "8")
+    result = run_bench("ar", tmp_path, "--batch", "1,3", "--bandwidth-mb", "8", "--repeats", "2")
     assert "ms_per_step" in capsys.readouterr().out  # the table
     assert set(result["bandwidth"]) == {"copy_gbps", "read_gbps", "floor_gbps"}
     assert result["environment"]["threads"] == 1 and result["options"]["sizes"] == ["tiny"]
@@ -38,6 +40,7 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
         assert row["ms_per_step"] > 0 and row["tokens_per_s"] > 0 and row["rtf"] > 0 and row["batch_speedup"] > 0
         assert 0.0 <= row["greedy_token_agreement"] <= 1.0
         assert ("floor_ms" in row) == (batch == 1)
+        assert len(row["decode_s_runs"]) == 2 and row["decode_s"] == min(row["decode_s_runs"])  # the faster run
     assert rows["fp32", 1]["greedy_token_agreement"] == 1.0
     assert rows["fp32", 1]["floor_ratio"] == pytest.approx(rows["fp32", 1]["ms_per_step"] / rows["fp32", 1]["floor_ms"])
 
@@ -61,6 +64,22 @@ def test_floor_counts_weights_in_their_stored_precision() -> None:
     assert sizes["bf16"] == sizes["fp32"] // 2
     assert sizes["int8"] < sizes["bf16"]
     assert kv_cache_bytes(num_layers=2, d_model=8, positions=10, batch_size=3) == 2 * 2 * 3 * 10 * 8 * 4
+    assert (kv_element_bytes("fp32", 64), kv_element_bytes("bf16", 64), kv_element_bytes("int8", 64)) == (4, 2, 1.0625)
+
+
+def test_cached_agreement_measures_the_kv_cache_precision_too() -> None:
+    """valle_ar: the cached pass (prefill + steps) of fp32 equals the parallel pass; an int8 cache
+    moves the logits a little (the parallel pass cannot see it) and keeps the greedy choices."""
+    tiny = get_size("tiny")
+    size = dataclasses.replace(tiny, ar={**tiny.ar, "name": "valle_ar", "d_model": 64, "num_heads": 4})
+    scenario = make_scenario(size, 1, output_seconds=0.5)
+    reference = GreedyReference.decode(build_ar(size, scenario), scenario, 20)
+    exact = reference.agreement(apply_precision(build_ar(size, scenario), "fp32"))
+    assert exact["cached_token_agreement"] == 1.0 and exact["cached_max_logit_error"] < 1e-3
+    int8 = reference.agreement(apply_precision(build_ar(size, scenario), "fp32", kv_cache="int8"))
+    assert int8["max_logit_error"] < 1e-3 and int8["max_logit_error"] < int8["cached_max_logit_error"] < 0.5
+    assert int8["cached_max_logit_error"] > 10 * exact["cached_max_logit_error"]
+    assert int8["cached_token_agreement"] >= 0.8
 
 
 def test_bandwidth_and_clock_on_cpu() -> None:
