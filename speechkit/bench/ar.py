@@ -11,7 +11,7 @@ and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decodin
 sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
 decoding step, generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
 floor: bytes read per step (linear weights + the KV cache at the average length) divided by the
-measured memory bandwidth, and the ratio of the measured step to it. Every precision is also
+measured memory bandwidth (measured again just before each batch-1 run), and the ratio of the measured step to it. Every precision is also
 checked against the plain fp32 model (:class:`GreedyReference`): the share of greedy tokens it
 reproduces given the same history, and its largest logit difference.
 """
@@ -152,13 +152,17 @@ class GreedyReference:
 
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                  output_seconds: float, bandwidth_gbps: float, agreement: bool = True, pack: bool = True,
+                  output_seconds: float, bandwidth_gbps: float | Callable[[], float], agreement: bool = True,
+                  pack: bool = True,
                   kv_caches: Sequence[str] = ("fp32",), repeats: int = 1,
                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """All precision x KV cache x batch rows of one size (see the module docstring; ``pack``,
     ``kv_caches``: see :func:`~speechkit.infer.precision.apply_precision`). With ``repeats`` > 1
     each row is the run with the shortest decoding (``decode_s_runs`` lists all of them):
-    on a shared machine other work only ever adds time."""
+    on a shared machine other work only ever adds time. ``bandwidth_gbps`` may be a function
+    that measures it: it is then called before every batch-1 run, and the floor of a row uses
+    the bandwidth measured just before the run it reports (the memory bandwidth of a shared host
+    drifts by tens of per cent over minutes)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
     reference = None
@@ -172,18 +176,23 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
             quality = reference.agreement(model) if reference is not None else {}
             for batch in batches:
                 scenario = make_scenario(size, batch, output_seconds=output_seconds)
-                runs = [time_generation(model, scenario.to(device), device) for _ in range(max(1, repeats))]
+                runs = []
+                for _ in range(max(1, repeats)):
+                    measured = bandwidth_gbps() if callable(bandwidth_gbps) and batch == 1 else None
+                    run = time_generation(model, scenario.to(device), device)
+                    run["bandwidth_gbps"] = measured
+                    runs.append(run)
                 timing = min(runs, key=lambda run: run["decode_s"])
                 timing["decode_s_runs"] = [run["decode_s"] for run in runs]
-                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth_gbps, quality,
-                                 kv_cache))
+                bandwidth = timing["bandwidth_gbps"] or (None if callable(bandwidth_gbps) else bandwidth_gbps)
+                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth, quality, kv_cache))
                 log(_progress(rows[-1]))
             del model
     return rows
 
 
 def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing: dict[str, Any], weight_bytes: int,
-         bandwidth_gbps: float, quality: dict[str, float], kv_cache: str = "fp32") -> dict[str, Any]:
+         bandwidth_gbps: float | None, quality: dict[str, float], kv_cache: str = "fp32") -> dict[str, Any]:
     """One result row: timings, throughput, RTF and (batch 1) the bandwidth floor."""
     config = size.ar
     frames = timing["frames"]
@@ -203,9 +212,9 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
         "peak_memory_mb": timing["peak_memory_mb"],
         "weight_mb": weight_bytes / 1e6, "kv_cache_mb_per_step": (read_bytes - weight_bytes) / 1e6,
     }
-    if batch == 1:
+    if batch == 1 and bandwidth_gbps:
         floor_ms = 1000 * read_bytes / (bandwidth_gbps * 1e9)
-        row.update(floor_ms=floor_ms, floor_ratio=step_ms / floor_ms)
+        row.update(bandwidth_gbps=bandwidth_gbps, floor_ms=floor_ms, floor_ratio=step_ms / floor_ms)
     return {**row, **quality}
 
 
@@ -224,7 +233,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 
 COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
-           ("batch_speedup", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("floor_ms", "{:.2f}"),
+           ("batch_speedup", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("bandwidth_gbps", "{:.1f}"), ("floor_ms", "{:.2f}"),
            ("floor_ratio", "{:.2f}x"), ("greedy_token_agreement", "{:.2f}"), ("max_logit_error", "{:.3f}"),
            ("cached_token_agreement", "{:.2f}"), ("cached_max_logit_error", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]
 
@@ -242,7 +251,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
         for name in args.sizes:
             rows += bench_ar_size(get_size(name), batches=args.batch, precisions=args.precision, device=device,
-                                  output_seconds=args.output_seconds, bandwidth_gbps=bandwidth["floor_gbps"],
+                                  output_seconds=args.output_seconds,
+                                  bandwidth_gbps=lambda: measure_bandwidth(device, megabytes=args.bandwidth_mb)["floor_gbps"],
                                   agreement=not args.no_agreement, pack=not args.no_pack, kv_caches=args.kv_cache,
                                   repeats=args.repeats,
                                   log=lambda line: print(line, file=sys.stderr))

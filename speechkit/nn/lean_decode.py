@@ -16,6 +16,7 @@ and steps of several positions use the stack's ``forward``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -95,6 +96,12 @@ class LeanDecoder:
             for layer in stack.layers
         ]
         self._final = _norm_parts(stack.final_norm)
+
+    @staticmethod
+    def enabled() -> bool:
+        """False with ``SPEECHKIT_LEAN_DECODE=0`` in the environment (every step then runs the
+        stack's ``forward``: for A/B measurements and debugging)."""
+        return os.environ.get("SPEECHKIT_LEAN_DECODE", "1") != "0"
 
     @staticmethod
     def supports(stack: nn.Module) -> bool:

@@ -121,7 +121,7 @@ class TransformerStack(nn.Module):
         if self.training or x.shape[1] != 1 or torch.is_grad_enabled():
             runner = None
         elif not isinstance(runner, LeanDecoder) or runner.stack is not self:
-            runner = cache.step_runner = LeanDecoder(self) if LeanDecoder.supports(self) else None
+            runner = cache.step_runner = LeanDecoder(self) if LeanDecoder.enabled() and LeanDecoder.supports(self) else None
         if runner is None:
             return self.forward(x, cache.step_mask(start + 1), cache=cache, start=start)
         return runner(x, cache, start)

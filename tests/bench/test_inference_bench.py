@@ -43,6 +43,7 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
         assert len(row["decode_s_runs"]) == 2 and row["decode_s"] == min(row["decode_s_runs"])  # the faster run
     assert rows["fp32", 1]["greedy_token_agreement"] == 1.0
     assert rows["fp32", 1]["floor_ratio"] == pytest.approx(rows["fp32", 1]["ms_per_step"] / rows["fp32", 1]["floor_ms"])
+    assert rows["fp32", 1]["bandwidth_gbps"] > 0  # measured again just before the reported run
 
 
 def test_bench_nar_and_e2e(tmp_path: Path) -> None:

@@ -72,8 +72,14 @@ def test_a_plan_lives_for_one_cache_so_swapped_layers_are_seen() -> None:
     assert torch.equal(reduced, reference) and not torch.equal(reduced, plain)
 
 
-def test_training_gradients_and_conditioned_stacks_take_the_forward_path() -> None:
+def test_training_gradients_and_conditioned_stacks_take_the_forward_path(monkeypatch: pytest.MonkeyPatch) -> None:
     model = stack()
+    monkeypatch.setenv("SPEECHKIT_LEAN_DECODE", "0")
+    cache = model.new_cache(1, 3, dtype=torch.float32, device=torch.device("cpu"))
+    with torch.no_grad():
+        model.decode_step(torch.randn(1, 1, WIDTH), cache, 0)
+    assert cache.step_runner is None
+    monkeypatch.delenv("SPEECHKIT_LEAN_DECODE")
     cache = model.new_cache(1, 3, dtype=torch.float32, device=torch.device("cpu"))
     x = torch.randn(1, 1, WIDTH)
     with torch.no_grad():
