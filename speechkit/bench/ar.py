@@ -11,9 +11,10 @@ and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decodin
 sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
 decoding step, generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
 floor: bytes read per step (linear weights + the KV cache at the average length) divided by the
-measured memory bandwidth (measured again just before each batch-1 run), and the ratio of the measured step to it. Every precision is also
-checked against the plain fp32 model (:class:`GreedyReference`): the share of greedy tokens it
-reproduces given the same history, and its largest logit difference.
+memory bandwidth measured just before the run, and the ratio of the measured step to it. Every
+precision is also checked against the plain fp32 model (:class:`GreedyReference`): the share of
+greedy tokens it reproduces given the same history, and its largest logit difference, through
+the parallel pass and through the KV-cached decoding steps.
 """
 from __future__ import annotations
 
