@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.infer.precision import apply_precision
-from speechkit.nn import attention
+from speechkit.nn import attention, lean_decode
 
 
 def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any = None) -> torch.Tensor:
@@ -40,7 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--kv-cache", default="fp32", help="fp32 or bf16")
+    parser.add_argument("--kv-cache", default="fp32", choices=["fp32", "bf16"],
+                        help="fp32 or bf16 (an int8 cache has only the kernel's path)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=8, help="decoding steps per round and kernel")
@@ -58,7 +59,8 @@ def main() -> None:
         try:
             for _ in range(args.rounds):
                 for name, kernel in kernels.items():
-                    attention.decode_step_attention = kernel  # the name MultiHeadAttention calls
+                    # the names the decoding step calls (the lean step's, and the module path's)
+                    lean_decode.decode_step_attention = attention.decode_step_attention = kernel
                     state.start, state.positions = start, positions
                     model.decode_step(state, tokens)  # warm-up
                     began = time.perf_counter()
@@ -66,7 +68,7 @@ def main() -> None:
                         model.decode_step(state, tokens)
                     times[name].append(1000 * (time.perf_counter() - began) / args.steps)
         finally:
-            attention.decode_step_attention = kernels["kernel"]
+            lean_decode.decode_step_attention = attention.decode_step_attention = kernels["kernel"]
     for name, values in times.items():
         print(f"{name:>13}: best {min(values):.2f} ms/step, median {statistics.median(values):.2f} "
               f"(batch {args.batch}, {args.precision}, KV cache {args.kv_cache}, {start} cached positions, "

@@ -7,7 +7,7 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), best-of-N
 reranking (``candidates``, ``candidate_temperature``, ``candidate_top_k``, ``candidate_languages``
 as ``en+zh``), the LMs'
-inference ``precision`` (``fp32``/``bf16``/``int8``) and ``kv_cache`` (``fp32``/``bf16``; the
+inference ``precision`` (``fp32``/``bf16``/``int8``) and ``kv_cache`` (``fp32``/``bf16``/``int8``; the
 pipeline is reloaded for them) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
 ``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
