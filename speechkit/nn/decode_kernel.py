@@ -29,6 +29,7 @@ log = logging.getLogger("speechkit.nn")
 _SOURCE = r"""
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -303,6 +304,36 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
   }
   return out;
 }
+
+// An int8 cache's write of one position: rows src [B, H, D] (float32, any strides with a contiguous
+// last dimension) -> dst [B, H, D] int8 and scales [B, H]: scale = max |x| / 127 (1 for an all-zero
+// row), dst = round-half-even(x / scale) clamped to [-127, 127] (as speechkit.nn.attention.quantize_rows).
+void store_int8(torch::Tensor src, torch::Tensor dst, torch::Tensor scales) {
+  TORCH_CHECK(src.dim() == 3 && dst.sizes() == src.sizes(), "src and dst must be [B, H, D] alike");
+  TORCH_CHECK(scales.dim() == 2 && scales.size(0) == src.size(0) && scales.size(1) == src.size(1), "scales must be [B, H]");
+  TORCH_CHECK(src.scalar_type() == torch::kFloat && dst.scalar_type() == torch::kChar && scales.scalar_type() == torch::kFloat,
+              "src float32, dst int8, scales float32");
+  TORCH_CHECK(src.stride(2) == 1 && dst.stride(2) == 1, "the last dimension must be contiguous");
+  const int64_t B = src.size(0), H = src.size(1), D = src.size(2);
+  const float* x = src.data_ptr<float>();
+  int8_t* q = dst.data_ptr<int8_t>();
+  float* sc = scales.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const float* row = x + b * src.stride(0) + h * src.stride(1);
+      int8_t* out = q + b * dst.stride(0) + h * dst.stride(1);
+      float top = 0.f;
+      for (int64_t d = 0; d < D; ++d) top = std::max(top, std::fabs(row[d]));
+      float scale = top / 127.0f;
+      if (!(scale > 0.f)) scale = 1.f;
+      for (int64_t d = 0; d < D; ++d) {
+        const float v = std::nearbyint(row[d] / scale);
+        out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+      }
+      sc[b * scales.stride(0) + h * scales.stride(1)] = scale;
+    }
+  }
+}
 """
 
 _lock = threading.Lock()
@@ -326,7 +357,7 @@ def _kernel() -> Any:
                 _module = load_inline(
                     name="speechkit_decode_attention",
                     cpp_sources=[_SOURCE],
-                    functions=["decode_attention"],
+                    functions=["decode_attention", "store_int8"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -389,3 +420,20 @@ def decode_attention(
         return reference_decode_attention(query, key, value, key_valid, key_scales, value_scales)
     valid = None if key_valid is None else key_valid if key_valid.stride(-1) == 1 else key_valid.contiguous()
     return kernel.decode_attention(query, key, value, valid, key_scales, value_scales)
+
+
+def store_int8(rows: torch.Tensor, keys: torch.Tensor, scales: torch.Tensor) -> None:
+    """Write one position of an int8 cache in place: rows FloatTensor[B, H, Dh] -> keys
+    CharTensor[B, H, Dh] and scales FloatTensor[B, H] (views of a
+    :class:`~speechkit.nn.attention.KVCache`), exactly as
+    :func:`~speechkit.nn.attention.quantize_rows` rounds them; one call instead of ~7 tensor
+    operations (the compiled kernel on CPU, torch elsewhere)."""
+    kernel = _kernel() if rows.device.type == "cpu" and rows.dtype == torch.float32 else None
+    if kernel is None:
+        from speechkit.nn.attention import quantize_rows
+
+        quantized, row_scales = quantize_rows(rows)
+        keys.copy_(quantized)
+        scales.copy_(row_scales)
+        return
+    kernel.store_int8(rows, keys, scales)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.nn.attention import KVCache, decode_step_attention
-from speechkit.nn.decode_kernel import decode_attention
+from speechkit.nn.decode_kernel import decode_attention, store_int8
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -130,7 +130,8 @@ class LeanDecoder:
             qkv = layer.qkv(F.layer_norm(hidden, shape, weight, bias, eps)).view(batch, 3, heads, head_dim)
             query = qkv[:, 0].unsqueeze(2)  # [B, H, 1, Dh]
             if cache.quantized:
-                cache.store(index, qkv[:, 1].unsqueeze(2), qkv[:, 2].unsqueeze(2), start)
+                store_int8(qkv[:, 1], cache.keys[index, :, :, start], cache.key_scales[index, :, :, start])  # type: ignore[index]
+                store_int8(qkv[:, 2], cache.values[index, :, :, start], cache.value_scales[index, :, :, start])  # type: ignore[index]
             else:
                 cache.keys[index, :, :, start].copy_(qkv[:, 1])
                 cache.values[index, :, :, start].copy_(qkv[:, 2])
