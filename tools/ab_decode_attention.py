@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.infer.precision import apply_precision
-from speechkit.nn import attention, lean_decode
+from speechkit.nn import attention
 
 
 def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any = None) -> torch.Tensor:
@@ -59,8 +59,7 @@ def main() -> None:
         try:
             for _ in range(args.rounds):
                 for name, kernel in kernels.items():
-                    # the names the decoding step calls (the lean step's, and the module path's)
-                    lean_decode.decode_step_attention = attention.decode_step_attention = kernel
+                    attention.decode_step_attention = kernel  # the name the decoding step calls (KVCache.step_attention)
                     state.start, state.positions = start, positions
                     model.decode_step(state, tokens)  # warm-up
                     began = time.perf_counter()
@@ -68,7 +67,7 @@ def main() -> None:
                         model.decode_step(state, tokens)
                     times[name].append(1000 * (time.perf_counter() - began) / args.steps)
         finally:
-            lean_decode.decode_step_attention = attention.decode_step_attention = kernels["kernel"]
+            attention.decode_step_attention = kernels["kernel"]
     for name, values in times.items():
         print(f"{name:>13}: best {min(values):.2f} ms/step, median {statistics.median(values):.2f} "
               f"(batch {args.batch}, {args.precision}, KV cache {args.kv_cache}, {start} cached positions, "

@@ -30,7 +30,7 @@ from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_w
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
-from speechkit.infer.precision import KV_CACHES, apply_precision
+from speechkit.infer.precision import apply_precision
 
 AGREEMENT_FRAMES = 100
 
@@ -153,17 +153,16 @@ class GreedyReference:
 
 
 def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                  output_seconds: float, bandwidth_gbps: float | Callable[[], float], agreement: bool = True,
-                  pack: bool = True,
-                  kv_caches: Sequence[str] = ("fp32",), repeats: int = 1,
+                  output_seconds: float, bandwidth_gbps: Callable[[], float], agreement: bool = True,
+                  pack: bool = True, kv_caches: Sequence[str] = ("fp32",), repeats: int = 1,
                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """All precision x KV cache x batch rows of one size (see the module docstring; ``pack``,
     ``kv_caches``: see :func:`~speechkit.infer.precision.apply_precision`). With ``repeats`` > 1
     each row is the run with the shortest decoding (``decode_s_runs`` lists all of them):
-    on a shared machine other work only ever adds time. ``bandwidth_gbps`` may be a function
-    that measures it: it is then called before every batch-1 run, and the floor of a row uses
-    the bandwidth measured just before the run it reports (the memory bandwidth of a shared host
-    drifts by tens of per cent over minutes)."""
+    on a shared machine other work only ever adds time. ``bandwidth_gbps`` measures the memory
+    bandwidth: it is called before every batch-1 run, and the floor of a row uses the bandwidth
+    measured just before the run it reports (that of a shared host drifts by tens of per cent
+    over minutes)."""
     rows: list[dict[str, Any]] = []
     probe = make_scenario(size, 1, output_seconds=output_seconds)
     reference = None
@@ -179,14 +178,12 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
                 scenario = make_scenario(size, batch, output_seconds=output_seconds)
                 runs = []
                 for _ in range(max(1, repeats)):
-                    measured = bandwidth_gbps() if callable(bandwidth_gbps) and batch == 1 else None
-                    run = time_generation(model, scenario.to(device), device)
-                    run["bandwidth_gbps"] = measured
-                    runs.append(run)
+                    bandwidth = bandwidth_gbps() if batch == 1 else None
+                    runs.append({**time_generation(model, scenario.to(device), device), "bandwidth_gbps": bandwidth})
                 timing = min(runs, key=lambda run: run["decode_s"])
                 timing["decode_s_runs"] = [run["decode_s"] for run in runs]
-                bandwidth = timing["bandwidth_gbps"] or (None if callable(bandwidth_gbps) else bandwidth_gbps)
-                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, bandwidth, quality, kv_cache))
+                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, timing["bandwidth_gbps"],
+                                 quality, kv_cache))
                 log(_progress(rows[-1]))
             del model
     return rows
@@ -207,13 +204,13 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
     row: dict[str, Any] = {
         "size": size.name, "model": config["name"], "precision": precision, "kv_cache": kv_cache, "batch": batch,
         "prefill_s": timing["prefill_s"], "decode_s": timing["decode_s"], "steps": timing["steps"],
-        "frames": sum(frames), "ms_per_step": step_ms, "decode_s_runs": timing.get("decode_s_runs", [timing["decode_s"]]),
+        "frames": sum(frames), "ms_per_step": step_ms, "decode_s_runs": timing["decode_s_runs"],
         "tokens_per_s": sum(frames) / timing["decode_s"] if timing["decode_s"] > 0 else None,
         "rtf": (timing["prefill_s"] + timing["decode_s"]) / audio_s,
         "peak_memory_mb": timing["peak_memory_mb"],
         "weight_mb": weight_bytes / 1e6, "kv_cache_mb_per_step": (read_bytes - weight_bytes) / 1e6,
     }
-    if batch == 1 and bandwidth_gbps:
+    if bandwidth_gbps:
         floor_ms = 1000 * read_bytes / (bandwidth_gbps * 1e9)
         row.update(bandwidth_gbps=bandwidth_gbps, floor_ms=floor_ms, floor_ratio=step_ms / floor_ms)
     return {**row, **quality}

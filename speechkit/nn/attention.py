@@ -10,16 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available
+from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available, quantize_rows, store_int8
 
-
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 quantisation of the last dimension: x FloatTensor[..., Dh] -> (CharTensor[..., Dh],
-    FloatTensor[...] scales) with ``x ~= q * scale`` (scale = max |x| / 127; 1 for all-zero rows)."""
-    scale = x.abs().amax(dim=-1).float() / 127.0
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    quantized = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
-    return quantized, scale
+__all__ = ["KVCache", "MultiHeadAttention", "decode_step_attention", "quantize_rows", "single_query_attention"]
 
 
 class KVCache:
@@ -75,6 +68,35 @@ class KVCache:
         self.keys[layer, :, :, start:end].copy_(keys)
         self.values[layer, :, :, start:end].copy_(values)
         return end
+
+    def store_position(self, layer: int, keys: torch.Tensor, values: torch.Tensor, position: int) -> None:
+        """Store one decoding step's keys/values FloatTensor[B, H, Dh] at ``position`` (an int8
+        cache rounds them with :func:`~speechkit.nn.decode_kernel.store_int8`, as :meth:`store` does)."""
+        if position >= self.max_length:
+            raise RuntimeError(f"KV cache overflow: writing up to {position + 1} of {self.max_length} positions")
+        if self.quantized:
+            store_int8(keys, self.keys[layer, :, :, position], self.key_scales[layer, :, :, position])  # type: ignore[index]
+            store_int8(values, self.values[layer, :, :, position], self.value_scales[layer, :, :, position])  # type: ignore[index]
+        else:
+            self.keys[layer, :, :, position].copy_(keys)
+            self.values[layer, :, :, position].copy_(values)
+
+    def step_attention(self, layer: int, query: torch.Tensor, end: int) -> torch.Tensor:
+        """A decoding step's attention: query FloatTensor[B, H, 1, Dh] over this layer's positions
+        [0, end) (padding masked) -> FloatTensor[B, H, 1, Dh]. On CPU the cache is read as it is
+        stored (:func:`decode_step_attention`); elsewhere it is cast or dequantised for SDPA."""
+        keys, values = self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        mask = self.step_mask(end)
+        if query.device.type == "cpu":
+            if self.quantized:
+                return decode_step_attention(query, keys, values, mask, self.key_scales[layer, :, :, :end],  # type: ignore[index]
+                                             self.value_scales[layer, :, :, :end])  # type: ignore[index]
+            return decode_step_attention(query, keys, values, mask)
+        if self.quantized:
+            keys, values = self.dequantized(layer, end)
+        elif keys.dtype != query.dtype:
+            keys, values = keys.to(query.dtype), values.to(query.dtype)
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Store keys/values FloatTensor[B, H, N, Dh] at ``start``; return positions [0, start+N):
@@ -153,11 +175,16 @@ class MultiHeadAttention(nn.Module):
 
 
 def decode_step_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    key_scales: torch.Tensor | None = None,
+    value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A decoding step's attention on CPU: query FloatTensor[B, H, 1, Dh], key/value [B, H, S, Dh]
-    (views of the cache, float32 or bfloat16), mask BoolTensor[B, 1, 1, S] (the cache's
-    :meth:`KVCache.step_mask`) or None -> FloatTensor[B, H, 1, Dh].
+    (views of the cache, float32, bfloat16, or int8 with their scales FloatTensor[B, H, S]), mask
+    BoolTensor[B, 1, 1, S] (the cache's :meth:`KVCache.step_mask`) or None -> FloatTensor[B, H, 1, Dh].
 
     Uses the compiled kernel of :mod:`speechkit.nn.decode_kernel` where it is available (it reads
     the cache at close to memory bandwidth), else :func:`single_query_attention`.
@@ -165,8 +192,11 @@ def decode_step_attention(
     batch, length = key.shape[0], key.shape[2]
     step_mask = mask is None or (mask.dim() == 4 and tuple(mask.shape) == (batch, 1, 1, length))
     if step_mask and query.dtype == torch.float32 and decode_kernel_available():
-        return decode_attention(query, key, value, None if mask is None else mask[:, 0, 0])
-    return single_query_attention(query, key.to(query.dtype), value.to(query.dtype), mask)
+        return decode_attention(query, key, value, None if mask is None else mask[:, 0, 0], key_scales, value_scales)
+    key, value = key.to(query.dtype), value.to(query.dtype)
+    if key_scales is not None and value_scales is not None:
+        key, value = key * key_scales.unsqueeze(-1).to(query.dtype), value * value_scales.unsqueeze(-1).to(query.dtype)
+    return single_query_attention(query, key, value, mask)
 
 
 def single_query_attention(

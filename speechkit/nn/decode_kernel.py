@@ -307,7 +307,7 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
 
 // An int8 cache's write of one position: rows src [B, H, D] (float32, any strides with a contiguous
 // last dimension) -> dst [B, H, D] int8 and scales [B, H]: scale = max |x| / 127 (1 for an all-zero
-// row), dst = round-half-even(x / scale) clamped to [-127, 127] (as speechkit.nn.attention.quantize_rows).
+// row), dst = round-half-even(x / scale) clamped to [-127, 127] (as quantize_rows).
 void store_int8(torch::Tensor src, torch::Tensor dst, torch::Tensor scales) {
   TORCH_CHECK(src.dim() == 3 && dst.sizes() == src.sizes(), "src and dst must be [B, H, D] alike");
   TORCH_CHECK(scales.dim() == 2 && scales.size(0) == src.size(0) && scales.size(1) == src.size(1), "scales must be [B, H]");
@@ -422,16 +422,22 @@ def decode_attention(
     return kernel.decode_attention(query, key, value, valid, key_scales, value_scales)
 
 
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantisation of the last dimension: x FloatTensor[..., Dh] -> (CharTensor[..., Dh],
+    FloatTensor[...] scales) with ``x ~= q * scale`` (scale = max |x| / 127; 1 for all-zero rows)."""
+    scale = x.abs().amax(dim=-1).float() / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    quantized = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
+    return quantized, scale
+
+
 def store_int8(rows: torch.Tensor, keys: torch.Tensor, scales: torch.Tensor) -> None:
     """Write one position of an int8 cache in place: rows FloatTensor[B, H, Dh] -> keys
     CharTensor[B, H, Dh] and scales FloatTensor[B, H] (views of a
-    :class:`~speechkit.nn.attention.KVCache`), exactly as
-    :func:`~speechkit.nn.attention.quantize_rows` rounds them; one call instead of ~7 tensor
+    :class:`~speechkit.nn.attention.KVCache`), exactly as :func:`quantize_rows` rounds them; one call instead of ~7 tensor
     operations (the compiled kernel on CPU, torch elsewhere)."""
     kernel = _kernel() if rows.device.type == "cpu" and rows.dtype == torch.float32 else None
     if kernel is None:
-        from speechkit.nn.attention import quantize_rows
-
         quantized, row_scales = quantize_rows(rows)
         keys.copy_(quantized)
         scales.copy_(row_scales)

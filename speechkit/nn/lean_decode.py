@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechkit.nn.attention import KVCache, decode_step_attention
-from speechkit.nn.decode_kernel import decode_attention, store_int8
+from speechkit.nn.attention import KVCache
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -116,37 +115,15 @@ class LeanDecoder:
         writes the keys/values at ``start`` and sets ``cache.length = start + 1``."""
         batch, _, width = x.shape
         end = start + 1
-        if end > cache.max_length:
-            raise RuntimeError(f"KV cache overflow: writing up to {end} of {cache.max_length} positions")
         heads = self.stack.num_heads
         head_dim = width // heads
-        mask = cache.step_mask(end)
-        valid = None if mask is None else cache.key_valid[:, :end]
-        on_cpu = x.device.type == "cpu"
         shape = (width,)
         hidden = x.reshape(batch, width)
         for index, layer in enumerate(self._plan):
             weight, bias, eps = layer.attention_norm
             qkv = layer.qkv(F.layer_norm(hidden, shape, weight, bias, eps)).view(batch, 3, heads, head_dim)
-            query = qkv[:, 0].unsqueeze(2)  # [B, H, 1, Dh]
-            if cache.quantized:
-                store_int8(qkv[:, 1], cache.keys[index, :, :, start], cache.key_scales[index, :, :, start])  # type: ignore[index]
-                store_int8(qkv[:, 2], cache.values[index, :, :, start], cache.value_scales[index, :, :, start])  # type: ignore[index]
-            else:
-                cache.keys[index, :, :, start].copy_(qkv[:, 1])
-                cache.values[index, :, :, start].copy_(qkv[:, 2])
-            keys, values = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
-            if on_cpu and cache.quantized:
-                attended = decode_attention(query, keys, values, valid, cache.key_scales[index, :, :, :end],  # type: ignore[index]
-                                            cache.value_scales[index, :, :, :end])  # type: ignore[index]
-            elif on_cpu:
-                attended = decode_step_attention(query, keys, values, mask)
-            else:
-                if cache.quantized:
-                    keys, values = cache.dequantized(index, end)
-                elif keys.dtype != query.dtype:
-                    keys, values = keys.to(query.dtype), values.to(query.dtype)
-                attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
+            cache.store_position(index, qkv[:, 1], qkv[:, 2], start)
+            attended = cache.step_attention(index, qkv[:, 0].unsqueeze(2), end)  # [B, H, 1, Dh]
             hidden = hidden + layer.out(attended.reshape(batch, width))
             weight, bias, eps = layer.ffn_norm
             inner = layer.ffn_in(F.layer_norm(hidden, shape, weight, bias, eps))
