@@ -49,7 +49,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     size = get_size("paper")
     scenario = make_scenario(size, args.batch, output_seconds=10.0)
-    model = apply_precision(build_ar(size, scenario), args.precision, kv_cache=args.kv_cache)
+    # the layer-by-layer step (the fused step of an fp32 model calls its own attention)
+    model = apply_precision(build_ar(size, scenario), args.precision, kv_cache=args.kv_cache, fused_step=False)
     kernels = {"kernel": attention.decode_step_attention, "matmul": _matmul, "sdpa": _sdpa}
     times: dict[str, list[float]] = {name: [] for name in kernels}
     half = int(scenario.output_frames.max()) // 2

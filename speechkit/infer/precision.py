@@ -4,8 +4,10 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
 (where nearly all weights and FLOPs of a Transformer sit) for an inference-only variant, in place:
 
 * ``fp32``: the same weights; on CPU they are pre-packed once into oneDNN's blocked layout
-  (:class:`PackedLinear`), which reads them at close to memory bandwidth for one row and is ~3x
-  faster than the default BLAS path for a few rows (a batch of decoding steps);
+  (:class:`PackedLinear`), ~3x faster than the default BLAS path for a few rows; the linear
+  layers of AR decoder stacks also keep "stream blocks" for the fused decoding step
+  (:mod:`speechkit.nn.fused_decode`: a whole step in one compiled call, reading the weights at
+  close to the memory bandwidth; ``fused_step=False`` keeps one copy of the weights instead);
 * ``bf16``: bfloat16 weights (half the bytes per step; AVX512-BF16 / tensor-core matmuls), the
   activations around them stay fp32 (cast in and out), so norms, softmax, positions and the KV
   cache keep full precision;
@@ -33,7 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.errors import ConfigError
+from speechkit.nn.decode_kernel import compiled_kernels
+from speechkit.nn.fused_decode import pack_stream, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
+from speechkit.nn.transformer import TransformerStack
 
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
@@ -56,7 +61,7 @@ class PackedLinear(nn.Module):
     forward: FloatTensor[..., in_features] -> FloatTensor[..., out_features] (input's dtype).
     """
 
-    def __init__(self, linear: nn.Linear, *, dtype: torch.dtype = torch.float32, pack: bool = True) -> None:
+    def __init__(self, linear: nn.Linear, *, dtype: torch.dtype = torch.float32, pack: bool = True, stream: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = dtype
@@ -67,6 +72,9 @@ class PackedLinear(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
         bias = None if linear.bias is None else linear.bias.detach().to(dtype).contiguous()
         self.register_buffer("bias", bias, persistent=False)
+        stream = stream and dtype == torch.float32 and linear.weight.device.type == "cpu"
+        #: the weights as stream blocks for the fused batch-1 decoding step (:mod:`speechkit.nn.fused_decode`)
+        self.register_buffer("stream_weight", pack_stream(linear.weight) if stream else None, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features]."""
@@ -90,19 +98,31 @@ class PackedLinear(nn.Module):
         return lambda x: linear(x.to(dtype), weight, bias, "none", [], "").to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.compute_dtype}, packed={self.packed}"
+        stream = ", stream=True" if self.stream_weight is not None else ""
+        return (f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.compute_dtype}, "
+                f"packed={self.packed}{stream}")
 
 
-def _replace_linears(module: nn.Module, **options: object) -> int:
-    """Swap every ``nn.Linear`` under ``module`` for ``PackedLinear(linear, **options)``; count them."""
+def _replace_linears(module: nn.Module, streamed: frozenset[int] = frozenset(), **options: object) -> int:
+    """Swap every ``nn.Linear`` under ``module`` for ``PackedLinear(linear, **options)`` (with
+    ``stream=True`` for those whose ``id`` is in ``streamed``); count them."""
     count = 0
     for name, child in list(module.named_children()):
         if type(child) is nn.Linear:
-            setattr(module, name, PackedLinear(child, **options))  # type: ignore[arg-type]
+            setattr(module, name, PackedLinear(child, stream=id(child) in streamed, **options))  # type: ignore[arg-type]
             count += 1
         else:
-            count += _replace_linears(child, **options)
+            count += _replace_linears(child, streamed, **options)
     return count
+
+
+def _fused_step_linears(module: nn.Module) -> frozenset[int]:
+    """ids of the linear layers that a fused batch-1 decoding step would read: those of the
+    decoder stacks under ``module`` that :class:`~speechkit.nn.fused_decode.FusedDecoder`
+    supports; none where its kernel cannot be built."""
+    stacks = [child for child in module.modules() if isinstance(child, TransformerStack)]
+    linears = {id(linear) for stack in stacks for linear in streamable_linears(stack) if type(linear) is nn.Linear}
+    return frozenset(linears) if linears and compiled_kernels() is not None else frozenset()
 
 
 def _quantize_int8(module: nn.Module) -> nn.Module:
@@ -114,7 +134,9 @@ def _quantize_int8(module: nn.Module) -> nn.Module:
         return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
-def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32") -> nn.Module:
+def apply_precision(
+    module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32", fused_step: bool = True
+) -> nn.Module:
     """Prepare ``module`` for inference in ``precision`` (see the module docstring), in place.
 
     Args:
@@ -123,6 +145,10 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
         kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
+        fused_step: with fp32 packing on CPU, also keep the weights of the decoder stacks'
+            linear layers as stream blocks for the fused batch-1 decoding step
+            (:mod:`speechkit.nn.fused_decode`; about 1.5x faster than layer by layer at paper
+            size), at the cost of a second copy of those weights in memory.
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through
@@ -147,5 +173,6 @@ def apply_precision(module: nn.Module, precision: str = "fp32", *, pack: bool = 
     if precision == "fp32" and not pack:
         return module  # nothing to gain: the plain layers are the fp32 path
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    _replace_linears(module, dtype=dtype, pack=pack)
+    streamed = _fused_step_linears(module) if precision == "fp32" and fused_step else frozenset()
+    _replace_linears(module, streamed, dtype=dtype, pack=pack)
     return module

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from speechkit.nn.fused_step_source import FUSED_STEP_SOURCE
+
 log = logging.getLogger("speechkit.nn")
 
 _SOURCE = r"""
@@ -305,6 +307,20 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
   return out;
 }
 
+// One row of D floats -> int8 (round-half-even(x / scale) clamped to [-127, 127]); returns the
+// scale, max |x| / 127 (1 for an all-zero row), as quantize_rows computes it.
+static float quantize_row(const float* row, int8_t* out, int64_t D) {
+  float top = 0.f;
+  for (int64_t d = 0; d < D; ++d) top = std::max(top, std::fabs(row[d]));
+  float scale = top / 127.0f;
+  if (!(scale > 0.f)) scale = 1.f;
+  for (int64_t d = 0; d < D; ++d) {
+    const float v = std::nearbyint(row[d] / scale);
+    out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
+  }
+  return scale;
+}
+
 // An int8 cache's write of one position: rows src [B, H, D] (float32, any strides with a contiguous
 // last dimension) -> dst [B, H, D] int8 and scales [B, H]: scale = max |x| / 127 (1 for an all-zero
 // row), dst = round-half-even(x / scale) clamped to [-127, 127] (as quantize_rows).
@@ -322,15 +338,7 @@ void store_int8(torch::Tensor src, torch::Tensor dst, torch::Tensor scales) {
     for (int64_t h = 0; h < H; ++h) {
       const float* row = x + b * src.stride(0) + h * src.stride(1);
       int8_t* out = q + b * dst.stride(0) + h * dst.stride(1);
-      float top = 0.f;
-      for (int64_t d = 0; d < D; ++d) top = std::max(top, std::fabs(row[d]));
-      float scale = top / 127.0f;
-      if (!(scale > 0.f)) scale = 1.f;
-      for (int64_t d = 0; d < D; ++d) {
-        const float v = std::nearbyint(row[d] / scale);
-        out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
-      }
-      sc[b * scales.stride(0) + h * scales.stride(1)] = scale;
+      sc[b * scales.stride(0) + h * scales.stride(1)] = quantize_row(row, out, D);
     }
   }
 }
@@ -356,8 +364,8 @@ def _kernel() -> Any:
 
                 _module = load_inline(
                     name="speechkit_decode_attention",
-                    cpp_sources=[_SOURCE],
-                    functions=["decode_attention", "store_int8"],
+                    cpp_sources=[_SOURCE + FUSED_STEP_SOURCE],
+                    functions=["decode_attention", "store_int8", "fused_decode_step"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -368,6 +376,12 @@ def _kernel() -> Any:
                             "Install a C++ compiler and ninja (pip install ninja) for faster CPU decoding.",
                             type(error).__name__, str(error).splitlines()[0] if str(error) else "")
     return _module
+
+
+def compiled_kernels() -> Any:
+    """The compiled extension (``decode_attention``, ``store_int8``, ``fused_decode_step``; the last
+    is used by :mod:`speechkit.nn.fused_decode`), or None where it cannot be built or is disabled."""
+    return _kernel()
 
 
 def decode_kernel_available() -> bool:

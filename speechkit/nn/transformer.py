@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from speechkit.nn.attention import KVCache, MultiHeadAttention
+from speechkit.nn.fused_decode import FusedDecoder
 from speechkit.nn.lean_decode import LeanDecoder
 
 
@@ -113,18 +114,29 @@ class TransformerStack(nn.Module):
     def decode_step(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """One decoding step: x FloatTensor[B, 1, D] at cache position ``start`` -> FloatTensor[B, 1, D].
 
-        The same result as ``forward(x, cache.step_mask(start + 1), cache=cache, start=start)``;
-        in eval mode an unconditioned stack runs it through a :class:`LeanDecoder` (the layers'
-        weights bound once per generation and kept on ``cache``; far fewer Python calls per step).
+        The same result as ``forward(x, cache.step_mask(start + 1), cache=cache, start=start)``
+        (up to float rounding). In eval mode an unconditioned stack runs it through a runner
+        planned once per generation and kept on ``cache``: a :class:`FusedDecoder` (the whole step
+        in one compiled call) for one fp32 sequence on CPU with stream weights (see
+        :func:`speechkit.infer.precision.apply_precision`), else a :class:`LeanDecoder` (the
+        layers' weights bound once; far fewer Python calls per step).
         """
         runner = cache.step_runner
         if self.training or x.shape[1] != 1 or torch.is_grad_enabled():
             runner = None
-        elif not isinstance(runner, LeanDecoder) or runner.stack is not self:
-            runner = cache.step_runner = LeanDecoder(self) if LeanDecoder.enabled() and LeanDecoder.supports(self) else None
+        elif not isinstance(runner, (FusedDecoder, LeanDecoder)) or runner.stack is not self:
+            runner = cache.step_runner = self._step_runner(x, cache)
         if runner is None:
             return self.forward(x, cache.step_mask(start + 1), cache=cache, start=start)
         return runner(x, cache, start)
+
+    def _step_runner(self, x: torch.Tensor, cache: KVCache) -> FusedDecoder | LeanDecoder | None:
+        """The quickest runner that supports this stack and step (None: ``forward``)."""
+        if FusedDecoder.enabled() and FusedDecoder.supports(self, x, cache):
+            return FusedDecoder(self)
+        if LeanDecoder.enabled() and LeanDecoder.supports(self):
+            return LeanDecoder(self)
+        return None
 
     def forward(
         self,

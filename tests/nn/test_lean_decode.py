@@ -11,6 +11,13 @@ from speechkit.nn.lean_decode import LeanDecoder
 HEADS, WIDTH = 4, 32
 
 
+@pytest.fixture(autouse=True)
+def no_fused_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the lean runner: packed fp32 stacks would otherwise take the fused one
+    (tests/nn/test_fused_decode.py)."""
+    monkeypatch.setenv("SPEECHKIT_FUSED_DECODE", "0")
+
+
 def stack(seed: int = 0) -> TransformerStack:
     torch.manual_seed(seed)
     return TransformerStack(num_layers=2, d_model=WIDTH, num_heads=HEADS, ffn_dim=64).eval()

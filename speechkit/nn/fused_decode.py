@@ -1,0 +1,134 @@
+"""One batch-1 decoding step of a whole :class:`~speechkit.nn.transformer.TransformerStack` in one
+compiled call (CPU, fp32 weights).
+
+Batch-1 decoding reads every weight once per step, so its floor is the weight bytes over the
+memory bandwidth. With one oneDNN matrix-vector product per linear layer (and the norms, attention
+and residuals between them as separate tensor operations), a paper-size fp32 step streamed the
+weights at ~70 % of the bandwidth ``x.sum()`` reaches (docs/performance.md). The fused step keeps
+the threads in one parallel region for the whole step and streams each linear layer's weights
+from a layout made for it (``stream blocks``, see :mod:`speechkit.nn.fused_step_source`), so the
+step runs at close to the streaming rate.
+
+It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps them (next to
+the oneDNN-packed weights that prefill and batches use) for the linear layers of the stacks this
+runner supports when the precision is fp32 on CPU. :meth:`TransformerStack.decode_step` then
+uses :class:`FusedDecoder` for steps of one sequence and :class:`~speechkit.nn.lean_decode.LeanDecoder`
+for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
+by layer computation up to float rounding (sums in a different order): tests compare them.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechkit.nn.attention import KVCache
+from speechkit.nn.decode_kernel import compiled_kernels
+from speechkit.nn.lean_decode import LeanDecoder
+
+#: outputs per stream block (one block: 64 outputs x all inputs, contiguous)
+STREAM_BLOCK = 64
+
+
+def pack_stream(weight: torch.Tensor) -> torch.Tensor:
+    """A linear layer's weight FloatTensor[N, K] -> stream blocks FloatTensor[ceil(N / 64), K, 64]
+    (``blocks[b, k, j] = weight[64 b + j, k]``; rows past N are zeros)."""
+    rows, columns = weight.shape
+    padded = F.pad(weight.detach().float(), (0, 0, 0, -rows % STREAM_BLOCK))
+    return padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2).contiguous()
+
+
+def stream_weight(linear: nn.Module) -> torch.Tensor | None:
+    """The stream blocks a linear layer keeps (``PackedLinear(..., stream=True)``), else None."""
+    blocks = getattr(linear, "stream_weight", None)
+    return blocks if isinstance(blocks, torch.Tensor) else None
+
+
+def _linears(layer: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    return layer.attention.qkv, layer.attention.out, layer.ffn[0], layer.ffn[3]
+
+
+def streamable_linears(stack: nn.Module) -> list[nn.Module]:
+    """The linear layers of ``stack`` that a :class:`FusedDecoder` would read (empty for stacks
+    it does not support: level-conditioned ones, or other activations than GELU)."""
+    if not LeanDecoder.supports(stack):
+        return []
+    return [linear for layer in stack.layers for linear in _linears(layer)]
+
+
+def _norm(norm: nn.Module, width: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    inner = norm.norm  # _Norm wraps an nn.LayerNorm when unconditioned
+    weight = torch.ones(width) if inner.weight is None else inner.weight.detach()
+    bias = torch.zeros(width) if inner.bias is None else inner.bias.detach()
+    return weight.float().contiguous(), bias.float().contiguous(), float(inner.eps)
+
+
+def _bias(linear: nn.Module) -> torch.Tensor:
+    bias = getattr(linear, "bias", None)
+    if callable(bias):  # not a tensor attribute (quantised layers): no stream blocks either
+        bias = None
+    return torch.zeros(linear.out_features) if bias is None else bias.detach().float().contiguous()
+
+
+class FusedDecoder:
+    """Runs ``stack.decode_step`` for one sequence (x FloatTensor[1, 1, D]) in one compiled call.
+
+    Args:
+        stack: a TransformerStack whose linear layers keep stream blocks (:meth:`supports`).
+    """
+
+    def __init__(self, stack: nn.Module) -> None:
+        self.stack = stack
+        width = stack.d_model
+        params: list[torch.Tensor] = []
+        eps: set[float] = set()
+        activations: set[str] = set()
+        for layer in stack.layers:
+            norm1_w, norm1_b, eps1 = _norm(layer.attention_norm, width)
+            norm2_w, norm2_b, eps2 = _norm(layer.ffn_norm, width)
+            eps.update((eps1, eps2))
+            activations.add(layer.ffn[1].approximate)
+            qkv, out, ffn_in, ffn_out = _linears(layer)
+            params += [norm1_w, norm1_b, stream_weight(qkv), _bias(qkv), stream_weight(out), _bias(out),
+                       norm2_w, norm2_b, stream_weight(ffn_in), _bias(ffn_in), stream_weight(ffn_out), _bias(ffn_out)]
+        final_w, final_b, final_eps = _norm(stack.final_norm, width)
+        eps.add(final_eps)
+        if len(eps) != 1 or len(activations) != 1:
+            raise ValueError("FusedDecoder needs one layer-norm eps and one GELU variant for the whole stack")
+        self._params = params + [final_w, final_b]
+        self._eps = eps.pop()
+        self._tanh = activations.pop() == "tanh"
+        self._kernel = compiled_kernels()
+
+    @staticmethod
+    def enabled() -> bool:
+        """False with ``SPEECHKIT_FUSED_DECODE=0`` in the environment (for A/B measurements)."""
+        return os.environ.get("SPEECHKIT_FUSED_DECODE", "1") != "0"
+
+    @staticmethod
+    def supports(stack: nn.Module, x: torch.Tensor, cache: KVCache) -> bool:
+        """Whether this runner can take the step: one fp32 sequence on CPU, a stack whose linear
+        layers all keep stream blocks, a batch-1 cache, and the compiled kernel available."""
+        if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] != cache.keys.shape[1]:
+            return False
+        linears = streamable_linears(stack)
+        if not linears or any(stream_weight(linear) is None for linear in linears):
+            return False
+        eps = {layer.attention_norm.norm.eps for layer in stack.layers} | {layer.ffn_norm.norm.eps for layer in stack.layers}
+        eps.add(stack.final_norm.norm.eps)
+        return len(eps) == 1 and len({layer.ffn[1].approximate for layer in stack.layers}) == 1 and compiled_kernels() is not None
+
+    def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+        """x: FloatTensor[B, 1, D] (the embedded new positions) -> FloatTensor[B, 1, D] (normed);
+        writes the keys/values at ``start`` and sets ``cache.length = start + 1``."""
+        if start >= cache.max_length:
+            raise RuntimeError(f"KV cache overflow: writing up to {start + 1} of {cache.max_length} positions")
+        batch, _, width = x.shape
+        out = torch.empty(batch, width)
+        valid = cache.key_valid if cache.has_padding else None
+        self._kernel.fused_decode_step(x.reshape(batch, width).contiguous(), out, self._params, self._eps, self._tanh,
+                                       cache.keys, cache.values, cache.key_scales, cache.value_scales, valid, start)
+        cache.length = start + 1
+        return out.view(batch, 1, width)

@@ -1,0 +1,273 @@
+"""C++ of the fused batch-1 decoding step (:mod:`speechkit.nn.fused_decode`), compiled together
+with the attention kernel of :mod:`speechkit.nn.decode_kernel` (it calls that kernel's ``attend``).
+
+One call runs every layer of a pre-LN Transformer stack for one position of one sequence:
+
+* the weights of each linear layer are stored as "stream" blocks, FloatTensor[ceil(N/64), K, 64]
+  (``block[b, k, j] = W[64 b + j, k]``, zero rows past N): a block is one contiguous run of
+  memory that gives 64 outputs, read front to back once per step with one weight cache line per
+  fused multiply-add row, the access pattern the hardware prefetchers stream fastest;
+* the step is one OpenMP parallel region on torch's threads: each thread takes a contiguous share
+  of the blocks of every matrix (so it streams its own part of the weights), the heads of the
+  attention are shared out the same way, and the threads meet at a barrier between the dependent
+  phases (5 per layer) instead of going back to Python and the thread pool between operations;
+* bias, residual additions and GELU are applied as each block's outputs are written; layer norms
+  are computed by every thread into its own buffer (1-4 K floats, cheaper than a barrier);
+* the new keys/values are stored in the cache (float32, bfloat16 rounded to nearest even, or int8
+  with one scale per position and head, exactly as ``store_int8``) and attended with ``attend``.
+"""
+
+FUSED_STEP_SOURCE = r"""
+#include <omp.h>
+
+namespace fused {
+
+constexpr int64_t kBlock = 64;
+
+// y[r, 0:64] = sum_k w[k, 0:64] * x[r, k] for R rows of x (row stride xs) and one stream block w [K, 64].
+// Every row is summed in the same order whatever R is, so a sequence's result does not depend on its batch.
+// Meanwhile, two cache lines per k from [prefetch, prefetch_end) are fetched into L2.
+template <int R>
+static inline void gemv_block(const float* w, const float* x, int64_t xs, int64_t K, float* y, const char* prefetch,
+                              const char* prefetch_end) {
+#if defined(__AVX512F__)
+  __m512 acc[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k, w += kBlock) {
+    if (prefetch < prefetch_end) {
+      _mm_prefetch(prefetch, _MM_HINT_T1);
+      _mm_prefetch(prefetch + 64, _MM_HINT_T1);
+      prefetch += 128;
+    }
+    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16), w2 = _mm512_loadu_ps(w + 32),
+                 w3 = _mm512_loadu_ps(w + 48);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xk = _mm512_set1_ps(x[r * xs + k]);
+      acc[r][0] = _mm512_fmadd_ps(w0, xk, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(w1, xk, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(w2, xk, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(w3, xk, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
+#else
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] = 0.f;
+  for (int64_t k = 0; k < K; ++k, w += kBlock)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
+#endif
+}
+
+enum class Epilogue { kBias, kResidual, kGelu, kGeluTanh };
+
+static inline float gelu(float v) { return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); }
+static inline float gelu_tanh(float v) {
+  return 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
+}
+
+constexpr int kRows = 4;  // rows per pass over a block (4 x 4 accumulators); more rows re-read it from L2
+
+// With two or more passes over each block (batches of 5+), the memory would idle during the
+// passes that read the block from L2: they prefetch the next block instead, spread over the passes.
+
+// This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt)),
+// finished by the epilogue: out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N].
+static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
+                 Epilogue epilogue, int t, int nt) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  const int64_t first = blocks * t / nt, last = blocks * (t + 1) / nt;
+  alignas(64) float y[kRows * kBlock];
+  const bool prefetch = B > kRows;
+  for (int64_t b = first; b < last; ++b) {
+    const float* block = w + b * K * kBlock;
+    const int64_t n0 = b * kBlock, count = std::min(kBlock, N - n0);
+    const char* next = reinterpret_cast<const char*>(block + K * kBlock);
+    const char* next_end = prefetch && b + 1 < last ? next + K * kBlock * sizeof(float) : next;
+    for (int64_t r0 = 0; r0 < B; r0 += kRows) {
+      const int64_t rows = std::min<int64_t>(kRows, B - r0);
+      const float* xr = x + r0 * K;
+      switch (rows) {
+        case 1: gemv_block<1>(block, xr, K, K, y, next, next_end); break;
+        case 2: gemv_block<2>(block, xr, K, K, y, next, next_end); break;
+        case 3: gemv_block<3>(block, xr, K, K, y, next, next_end); break;
+        default: gemv_block<4>(block, xr, K, K, y, next, next_end); break;
+      }
+      next = std::min(next + K * 128, next_end);
+      for (int64_t r = 0; r < rows; ++r) {
+        float* o = out + (r0 + r) * N + n0;
+        const float* yr = y + r * kBlock;
+        for (int64_t j = 0; j < count; ++j) {
+          const float v = yr[j] + bias[n0 + j];
+          switch (epilogue) {
+            case Epilogue::kBias: o[j] = v; break;
+            case Epilogue::kResidual: o[j] += v; break;
+            case Epilogue::kGelu: o[j] = gelu(v); break;
+            case Epilogue::kGeluTanh: o[j] = gelu_tanh(v); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+static void layer_norm(const float* x, const float* weight, const float* bias, float eps, int64_t D, float* out) {
+  double sum = 0.0;
+  for (int64_t d = 0; d < D; ++d) sum += x[d];
+  const float mean = static_cast<float>(sum / D);
+  double squares = 0.0;
+  for (int64_t d = 0; d < D; ++d) squares += static_cast<double>(x[d] - mean) * (x[d] - mean);
+  const float inv = 1.f / std::sqrt(static_cast<float>(squares / D) + eps);
+  for (int64_t d = 0; d < D; ++d) out[d] = (x[d] - mean) * inv * weight[d] + bias[d];
+}
+
+// one position and head of the cache <- D floats
+static inline void store_row(const float* src, float* dst, float*, int64_t D) { std::memcpy(dst, src, D * sizeof(float)); }
+static inline void store_row(const float* src, uint16_t* dst, float*, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    uint32_t bits;
+    std::memcpy(&bits, src + d, sizeof(bits));
+    if (std::isnan(src[d])) { dst[d] = 0x7FC0; continue; }
+    bits += 0x7FFFu + ((bits >> 16) & 1u);  // round to nearest even, as torch's float -> bfloat16
+    dst[d] = static_cast<uint16_t>(bits >> 16);
+  }
+}
+static inline void store_row(const float* src, int8_t* dst, float* scale_out, int64_t D) {
+  *scale_out = quantize_row(src, dst, D);  // as store_int8
+}
+
+struct Layer {
+  const float *norm1_w, *norm1_b, *qkv_w, *qkv_b, *out_w, *out_b, *norm2_w, *norm2_b, *ffn1_w, *ffn1_b, *ffn2_w, *ffn2_b;
+};
+
+struct Cache {  // element strides of the keys/values [L, B, H, max_length, Dh] and of the int8 scales [L, B, H, max_length]
+  int64_t layer_stride, batch_stride, head_stride, position_stride, scale_batch_stride, scale_head_stride;
+};
+
+template <typename T>
+static void run_step(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float eps,
+                     bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* x, float* out, T* keys,
+                     T* values, float* key_scales, float* value_scales, const Cache& cache, const bool* valid,
+                     int64_t valid_stride, int64_t position) {
+  const int64_t Dh = D / H, S = position + 1;
+  const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
+  const Epilogue activation = tanh_gelu ? Epilogue::kGeluTanh : Epilogue::kGelu;
+  std::vector<float> hidden(x, x + B * D), qkv(B * 3 * D), attended(B * D), inner(B * F);
+  const int requested = std::max(1, at::get_num_threads());
+#pragma omp parallel num_threads(requested)
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    std::vector<float> normed(B * D), scores(S);
+    const int64_t task_first = B * H * t / nt, task_last = B * H * (t + 1) / nt;  // (sequence, head) pairs
+    for (size_t index = 0; index < layers.size(); ++index) {
+      const Layer& l = layers[index];
+      for (int64_t b = 0; b < B; ++b) layer_norm(hidden.data() + b * D, l.norm1_w, l.norm1_b, eps, D, normed.data() + b * D);
+      gemv(l.qkv_w, l.qkv_b, normed.data(), B, D, 3 * D, qkv.data(), Epilogue::kBias, t, nt);
+#pragma omp barrier
+      for (int64_t task = task_first; task < task_last; ++task) {
+        const int64_t b = task / H, h = task % H;
+        const int64_t base = index * cache.layer_stride + b * cache.batch_stride + h * cache.head_stride;
+        const int64_t scale_base = (index * B + b) * cache.scale_batch_stride + h * cache.scale_head_stride;
+        T* k = keys + base;
+        T* v = values + base;
+        float* ks = key_scales == nullptr ? nullptr : key_scales + scale_base;
+        float* vs = value_scales == nullptr ? nullptr : value_scales + scale_base;
+        const float* row = qkv.data() + b * 3 * D + h * Dh;
+        store_row(row + D, k + position * cache.position_stride, ks == nullptr ? nullptr : ks + position, Dh);
+        store_row(row + 2 * D, v + position * cache.position_stride, vs == nullptr ? nullptr : vs + position, Dh);
+        attend<T>(row, k, v, valid == nullptr ? nullptr : valid + b * valid_stride, ks, vs, S, Dh,
+                  cache.position_stride, cache.position_stride, scale, attended.data() + b * D + h * Dh, scores.data());
+      }
+#pragma omp barrier
+      gemv(l.out_w, l.out_b, attended.data(), B, D, D, hidden.data(), Epilogue::kResidual, t, nt);
+#pragma omp barrier
+      for (int64_t b = 0; b < B; ++b) layer_norm(hidden.data() + b * D, l.norm2_w, l.norm2_b, eps, D, normed.data() + b * D);
+      gemv(l.ffn1_w, l.ffn1_b, normed.data(), B, D, F, inner.data(), activation, t, nt);
+#pragma omp barrier
+      gemv(l.ffn2_w, l.ffn2_b, inner.data(), B, F, D, hidden.data(), Epilogue::kResidual, t, nt);
+#pragma omp barrier
+    }
+    for (int64_t b = B * t / nt; b < B * (t + 1) / nt; ++b)
+      layer_norm(hidden.data() + b * D, final_w, final_b, eps, D, out + b * D);
+  }
+}
+
+static const float* checked(const torch::Tensor& tensor, std::initializer_list<int64_t> shape, const char* what) {
+  TORCH_CHECK(tensor.scalar_type() == torch::kFloat && tensor.is_contiguous() && tensor.device().is_cpu(),
+              what, " must be a contiguous float32 CPU tensor");
+  TORCH_CHECK(tensor.sizes() == c10::IntArrayRef(shape), what, " has shape ", tensor.sizes(), ", expected ", c10::IntArrayRef(shape));
+  return tensor.data_ptr<float>();
+}
+
+}  // namespace fused
+
+// x [B, D] (the new position's inputs) -> out [B, D] (the stack's normed outputs); params: per layer
+// norm1 w/b [D], qkv stream [ceil(3D/64), D, 64] + bias [3D], out stream + bias [D], norm2 w/b,
+// ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D];
+// then the final norm's w/b. keys/values [L, B, H, max_length, Dh] (float32, bfloat16 or int8 with
+// scales [L, B, H, max_length]); valid [B, max_length] bool or None; the position is written and
+// positions [0, position] attended.
+void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Tensor> params, double eps, bool tanh_gelu,
+                       torch::Tensor keys, torch::Tensor values, c10::optional<torch::Tensor> key_scales,
+                       c10::optional<torch::Tensor> value_scales, c10::optional<torch::Tensor> valid, int64_t position) {
+  using fused::checked;
+  using fused::kBlock;
+  TORCH_CHECK(params.size() % 12 == 2 && params.size() > 2, "params: 12 tensors per layer and the final norm's 2");
+  TORCH_CHECK(x.dim() == 2, "x must be [batch, width]");
+  const int64_t L = static_cast<int64_t>(params.size() / 12);
+  const int64_t B = x.size(0), D = x.size(1), F = params[9].numel();
+  TORCH_CHECK(keys.dim() == 5 && keys.size(0) == L && keys.size(1) == B && keys.sizes() == values.sizes(),
+              "keys/values must be [layers, batch, heads, max_length, head_dim]");
+  TORCH_CHECK(keys.is_contiguous() && values.is_contiguous() && keys.scalar_type() == values.scalar_type(),
+              "keys/values must be contiguous and share a dtype");
+  const int64_t H = keys.size(2), Dh = keys.size(4), M = keys.size(3);
+  TORCH_CHECK(H * Dh == D, "the cache's heads x head size must be the model width");
+  TORCH_CHECK(position >= 0 && position < M, "position ", position, " is outside the cache");
+  const float* xp = checked(x, {B, D}, "x");
+  float* op = const_cast<float*>(checked(out, {B, D}, "out"));
+  const int64_t bD = (D + kBlock - 1) / kBlock, b3D = (3 * D + kBlock - 1) / kBlock, bF = (F + kBlock - 1) / kBlock;
+  std::vector<fused::Layer> layers(static_cast<size_t>(L));
+  for (int64_t i = 0; i < L; ++i) {
+    const torch::Tensor* p = params.data() + 12 * i;
+    layers[i] = fused::Layer{checked(p[0], {D}, "norm1 weight"), checked(p[1], {D}, "norm1 bias"),
+                             checked(p[2], {b3D, D, kBlock}, "qkv weight"), checked(p[3], {3 * D}, "qkv bias"),
+                             checked(p[4], {bD, D, kBlock}, "out weight"), checked(p[5], {D}, "out bias"),
+                             checked(p[6], {D}, "norm2 weight"), checked(p[7], {D}, "norm2 bias"),
+                             checked(p[8], {bF, D, kBlock}, "ffn_in weight"), checked(p[9], {F}, "ffn_in bias"),
+                             checked(p[10], {bD, F, kBlock}, "ffn_out weight"), checked(p[11], {D}, "ffn_out bias")};
+  }
+  const float* final_w = checked(params[12 * L], {D}, "final norm weight");
+  const float* final_b = checked(params[12 * L + 1], {D}, "final norm bias");
+  const bool* valid_data = nullptr;
+  int64_t valid_stride = 0;
+  if (valid.has_value()) {
+    TORCH_CHECK(valid->scalar_type() == torch::kBool && valid->dim() == 2 && valid->size(0) == B &&
+                valid->size(1) >= position + 1 && valid->stride(1) == 1, "valid must be a BoolTensor[batch, max_length]");
+    valid_data = valid->data_ptr<bool>();
+    valid_stride = valid->stride(0);
+  }
+  const fused::Cache cache{keys.stride(0), keys.stride(1), keys.stride(2), keys.stride(3), H * M, M};
+  const float e = static_cast<float>(eps);
+  if (keys.scalar_type() == torch::kFloat) {
+    fused::run_step<float>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<float>(),
+                           values.data_ptr<float>(), nullptr, nullptr, cache, valid_data, valid_stride, position);
+  } else if (keys.scalar_type() == torch::kBFloat16) {
+    fused::run_step<uint16_t>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op,
+                              reinterpret_cast<uint16_t*>(keys.data_ptr<at::BFloat16>()),
+                              reinterpret_cast<uint16_t*>(values.data_ptr<at::BFloat16>()), nullptr, nullptr, cache,
+                              valid_data, valid_stride, position);
+  } else {
+    TORCH_CHECK(keys.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
+    TORCH_CHECK(key_scales.has_value() && value_scales.has_value(), "an int8 cache needs key and value scales");
+    for (const auto* s : {&*key_scales, &*value_scales}) {
+      TORCH_CHECK(s->scalar_type() == torch::kFloat && s->is_contiguous() && s->sizes() == keys.sizes().slice(0, 4),
+                  "scales must be contiguous FloatTensor[layers, batch, heads, max_length]");
+    }
+    fused::run_step<int8_t>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<int8_t>(),
+                            values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
+                            cache, valid_data, valid_stride, position);
+  }
+}
+"""

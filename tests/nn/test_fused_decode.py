@@ -1,0 +1,162 @@
+"""The fused decoding step (one compiled call per step) against the layer-by-layer step."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from speechkit.infer.precision import PackedLinear, apply_precision
+from speechkit.nn import TransformerStack
+from speechkit.nn.decode_kernel import decode_kernel_available
+from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_weight
+from speechkit.nn.lean_decode import LeanDecoder
+
+pytestmark = pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
+
+# widths whose projections are not multiples of the 64-output blocks (3 x 96 = 288, 200)
+HEADS, WIDTH, FFN = 2, 96, 200
+PROMPT, STEPS = 5, 4
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(saved)
+
+
+def packed_stack(seed: int = 0, *, gelu: str = "none", fused_step: bool = True) -> TransformerStack:
+    torch.manual_seed(seed)
+    model = TransformerStack(num_layers=2, d_model=WIDTH, num_heads=HEADS, ffn_dim=FFN).eval()
+    for layer in model.layers:
+        layer.ffn[1] = nn.GELU(approximate=gelu)
+    for parameter in model.parameters():  # larger than the default init, so that rounding differences would show
+        nn.init.normal_(parameter, std=0.2)
+    return apply_precision(model, "fp32", fused_step=fused_step)
+
+
+def decode(model: TransformerStack, x: torch.Tensor, *, fused: bool, cache_dtype: torch.dtype,
+           valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prefill PROMPT positions of x FloatTensor[B, PROMPT + STEPS, D], then STEPS decoding steps with
+    the fused or the lean runner -> (outputs FloatTensor[B, STEPS, D], the cache's keys as float)."""
+    batch = x.shape[0]
+    cache = model.new_cache(batch, PROMPT + STEPS, dtype=cache_dtype, device=torch.device("cpu"))
+    prefix = torch.ones(PROMPT, PROMPT, dtype=torch.bool).tril()
+    if valid is not None:
+        cache.mark_valid(valid, 0)
+        prefix = valid[:, None, None, :] & prefix
+    cache.key_valid[:, PROMPT:] = True
+    runner = FusedDecoder(model) if fused else LeanDecoder(model)
+    outputs = []
+    with torch.inference_mode():
+        model(x[:, :PROMPT], prefix, cache=cache, start=0)
+        for position in range(PROMPT, PROMPT + STEPS):
+            outputs.append(runner(x[:, position : position + 1], cache, position))
+            assert cache.length == position + 1
+    return torch.cat(outputs, dim=1), cache.keys.float() * (1 if cache.key_scales is None else cache.key_scales[..., None])
+
+
+def test_stream_blocks_hold_64_outputs_per_block_zero_padded() -> None:
+    weight = torch.randn(70, 5)
+    blocks = pack_stream(weight)
+    assert blocks.shape == (2, 5, 64) and blocks.is_contiguous()
+    assert torch.equal(blocks[1, :, 3], weight[67]) and torch.equal(blocks[0, 2, :], weight[:64, 2])
+    assert torch.equal(blocks[1, :, 6:], torch.zeros(5, 58))
+
+
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.int8])
+@pytest.mark.parametrize("gelu", ["none", "tanh"])
+def test_fused_step_matches_the_layer_by_layer_step(threads: int, cache_dtype: torch.dtype, gelu: str) -> None:
+    model = packed_stack(gelu=gelu)
+    x = torch.randn(3, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(1))
+    valid = torch.ones(3, PROMPT, dtype=torch.bool)
+    valid[0, :2] = False  # a left-padded prompt: masked for the whole generation
+    fused, fused_keys = decode(model, x, fused=True, cache_dtype=cache_dtype, valid=valid)
+    lean, lean_keys = decode(model, x, fused=False, cache_dtype=cache_dtype, valid=valid)
+    assert fused.shape == (3, STEPS, WIDTH)
+    # the same operations summed in another order: float rounding only (an int8 or bf16 cache may
+    # round an entry to its neighbouring value, which moves later outputs a little more)
+    tolerance = 1e-4 if cache_dtype == torch.float32 else 2e-2
+    assert torch.allclose(fused, lean, atol=tolerance, rtol=0)
+    assert torch.allclose(fused_keys, lean_keys, atol=tolerance * 10, rtol=0)
+    assert fused_keys[:, :, :, PROMPT:].abs().sum() > 0  # the steps wrote their keys
+
+
+def test_a_sequence_alone_matches_it_in_a_batch() -> None:
+    model = packed_stack()
+    x = torch.randn(6, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(2))
+    batched, _ = decode(model, x, fused=True, cache_dtype=torch.float32)
+    for row in (0, 5):
+        alone, _ = decode(model, x[row : row + 1], fused=True, cache_dtype=torch.float32)
+        # the prefill (oneDNN, batch-dependent blocking) may differ in the last bit; start from equal caches
+        assert torch.allclose(alone, batched[row : row + 1], atol=1e-5, rtol=0)
+
+
+def test_equal_caches_give_bit_identical_rows() -> None:
+    """Every row is summed in the same order whatever the batch, so a step's result for a
+    sequence does not depend on the other sequences decoded with it."""
+    model = packed_stack()
+    x = torch.randn(6, 1, WIDTH, generator=torch.Generator().manual_seed(3))
+    batched_cache = model.new_cache(6, 4, dtype=torch.float32, device=torch.device("cpu"))
+    batched_cache.keys.normal_(generator=torch.Generator().manual_seed(4))
+    batched_cache.values.normal_(generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        batched = FusedDecoder(model)(x, batched_cache, 3)
+        for row in range(6):
+            cache = model.new_cache(1, 4, dtype=torch.float32, device=torch.device("cpu"))
+            cache.keys.copy_(batched_cache.keys[:, row : row + 1])
+            cache.values.copy_(batched_cache.values[:, row : row + 1])
+            assert torch.equal(FusedDecoder(model)(x[row : row + 1], cache, 3), batched[row : row + 1])
+
+
+def test_decode_step_takes_the_fused_runner_for_packed_fp32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = packed_stack()
+    assert all(isinstance(layer.attention.qkv, PackedLinear) and stream_weight(layer.attention.qkv) is not None
+               for layer in model.layers)
+    cache = model.new_cache(2, 3, dtype=torch.float32, device=torch.device("cpu"))
+    with torch.inference_mode():
+        fused = model.decode_step(torch.ones(2, 1, WIDTH), cache, 0)
+        assert isinstance(cache.step_runner, FusedDecoder)
+        monkeypatch.setenv("SPEECHKIT_FUSED_DECODE", "0")
+        cache = model.new_cache(2, 3, dtype=torch.float32, device=torch.device("cpu"))
+        lean = model.decode_step(torch.ones(2, 1, WIDTH), cache, 0)
+        assert isinstance(cache.step_runner, LeanDecoder)
+    assert torch.allclose(fused, lean, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_reduced_precisions_and_opting_out_keep_no_stream_copy(precision: str) -> None:
+    for model in (apply_precision(TransformerStack(num_layers=1, d_model=32, num_heads=2, ffn_dim=64).eval(), precision),
+                  packed_stack(fused_step=False)):
+        assert all(stream_weight(module) is None for module in model.modules())
+        cache = model.new_cache(1, 2, dtype=torch.float32, device=torch.device("cpu"))
+        with torch.inference_mode():
+            model.decode_step(torch.ones(1, 1, model.d_model), cache, 0)
+        assert isinstance(cache.step_runner, LeanDecoder)
+
+
+def test_level_conditioned_stacks_keep_no_stream_copy() -> None:
+    model = apply_precision(TransformerStack(num_layers=1, d_model=32, num_heads=2, ffn_dim=64, num_conditions=3).eval())
+    assert all(stream_weight(module) is None for module in model.modules())
+
+
+def test_overflowing_the_cache_is_an_error() -> None:
+    model = packed_stack()
+    cache = model.new_cache(1, 2, dtype=torch.float32, device=torch.device("cpu"))
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="KV cache overflow"):
+        FusedDecoder(model)(torch.ones(1, 1, WIDTH), cache, 2)
+
+
+def test_without_the_compiled_kernel_the_lean_runner_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    import speechkit.nn.fused_decode as fused_decode
+
+    model = packed_stack()
+    monkeypatch.setattr(fused_decode, "compiled_kernels", lambda: None)
+    cache = model.new_cache(1, 2, dtype=torch.float32, device=torch.device("cpu"))
+    assert not FusedDecoder.supports(model, torch.ones(1, 1, WIDTH), cache)
+    with torch.inference_mode():
+        model.decode_step(torch.ones(1, 1, WIDTH), cache, 0)
+    assert isinstance(cache.step_runner, LeanDecoder)
