@@ -5,9 +5,10 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
 
 * ``fp32``: the same weights; on CPU they are pre-packed once into oneDNN's blocked layout
   (:class:`PackedLinear`), ~3x faster than the default BLAS path for a few rows; the linear
-  layers of AR decoder stacks also keep "stream blocks" for the fused decoding step
+  layers of AR decoder stacks are kept as "stream blocks" instead, for the fused decoding step
   (:mod:`speechkit.nn.fused_decode`: a whole step in one compiled call, reading the weights at
-  close to the memory bandwidth; ``fused_step=False`` keeps one copy of the weights instead);
+  close to the memory bandwidth; the prompt goes through the same blocks; ``fused_step=False``
+  packs them for oneDNN like the rest);
 * ``bf16``: bfloat16 weights (half the bytes per step; AVX512-BF16 / tensor-core matmuls), the
   activations around them stay fp32 (cast in and out), so norms, softmax, positions and the KV
   cache keep full precision;
@@ -36,7 +37,7 @@ from torch import nn
 
 from speechkit.errors import ConfigError
 from speechkit.nn.decode_kernel import compiled_kernels
-from speechkit.nn.fused_decode import pack_stream, streamable_linears
+from speechkit.nn.fused_decode import pack_stream, stream_linear, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
 from speechkit.nn.transformer import TransformerStack
 
@@ -65,21 +66,26 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = dtype
-        weight = linear.weight.detach().to(dtype).contiguous()
-        self.packed = pack and weight.device.type == "cpu"
+        stream = stream and dtype == torch.float32 and linear.weight.device.type == "cpu"
+        weight = None if stream else linear.weight.detach().to(dtype).contiguous()
+        self.packed = pack and not stream and linear.weight.device.type == "cpu"
         if self.packed:
             weight = torch.ops.mkldnn._reorder_linear_weight(weight)
         self.register_buffer("weight", weight, persistent=False)
-        bias = None if linear.bias is None else linear.bias.detach().to(dtype).contiguous()
-        self.register_buffer("bias", bias, persistent=False)
-        stream = stream and dtype == torch.float32 and linear.weight.device.type == "cpu"
-        #: the weights as stream blocks for the fused batch-1 decoding step (:mod:`speechkit.nn.fused_decode`)
+        #: the weights as stream blocks instead (``stream=True``): read by the fused decoding step
+        #: (:mod:`speechkit.nn.fused_decode`) and by :func:`~speechkit.nn.fused_decode.stream_linear` here
         self.register_buffer("stream_weight", pack_stream(linear.weight) if stream else None, persistent=False)
+        bias = None if linear.bias is None else linear.bias.detach().to(dtype).contiguous()
+        if stream and bias is None:
+            bias = torch.zeros(self.out_features)
+        self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features]."""
         inputs = x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
-        if self.packed:
+        if self.stream_weight is not None:
+            out = stream_linear(inputs, self.stream_weight, self.bias)
+        elif self.packed:
             out = torch.ops.mkldnn._linear_pointwise(inputs.contiguous(), self.weight, self.bias, "none", [], "")
         else:
             out = F.linear(inputs, self.weight, self.bias)
@@ -90,7 +96,7 @@ class PackedLinear(nn.Module):
         times (:class:`speechkit.nn.lean_decode.LeanDecoder`): x FloatTensor[B, in_features]
         contiguous -> FloatTensor[B, out_features], the same result with fewer Python steps."""
         weight, bias, dtype = self.weight, self.bias, self.compute_dtype
-        if not self.packed:
+        if not self.packed:  # plain or stream blocks
             return self.forward
         linear = direct_operator(torch.ops.mkldnn._linear_pointwise.default)
         if dtype == torch.float32:
@@ -145,10 +151,9 @@ def apply_precision(
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
         kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
-        fused_step: with fp32 packing on CPU, also keep the weights of the decoder stacks'
-            linear layers as stream blocks for the fused batch-1 decoding step
-            (:mod:`speechkit.nn.fused_decode`; about 1.5x faster than layer by layer at paper
-            size), at the cost of a second copy of those weights in memory.
+        fused_step: with fp32 packing on CPU, keep the weights of the decoder stacks' linear
+            layers as stream blocks for the fused decoding step (:mod:`speechkit.nn.fused_decode`;
+            at paper size, batch 1, ~1.7x faster than the layer-by-layer step with oneDNN).
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through

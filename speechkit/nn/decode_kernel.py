@@ -365,7 +365,7 @@ def _kernel() -> Any:
                 _module = load_inline(
                     name="speechkit_decode_attention",
                     cpp_sources=[_SOURCE + FUSED_STEP_SOURCE],
-                    functions=["decode_attention", "store_int8", "fused_decode_step"],
+                    functions=["decode_attention", "store_int8", "fused_decode_step", "stream_linear"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -379,8 +379,8 @@ def _kernel() -> Any:
 
 
 def compiled_kernels() -> Any:
-    """The compiled extension (``decode_attention``, ``store_int8``, ``fused_decode_step``; the last
-    is used by :mod:`speechkit.nn.fused_decode`), or None where it cannot be built or is disabled."""
+    """The compiled extension (``decode_attention``, ``store_int8``, and ``fused_decode_step`` /
+    ``stream_linear`` of :mod:`speechkit.nn.fused_decode`), or None where it cannot be built or is disabled."""
     return _kernel()
 
 

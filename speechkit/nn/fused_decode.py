@@ -9,12 +9,14 @@ the threads in one parallel region for the whole step and streams each linear la
 from a layout made for it (``stream blocks``, see :mod:`speechkit.nn.fused_step_source`), so the
 step runs at close to the streaming rate.
 
-It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps them (next to
-the oneDNN-packed weights that prefill and batches use) for the linear layers of the stacks this
-runner supports when the precision is fp32 on CPU. :meth:`TransformerStack.decode_step` then
+It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps the linear
+layers of the stacks this runner supports in that layout (one copy; the prompt's many rows go
+through :func:`stream_linear`, the same sums) when the precision is fp32 on CPU. :meth:`TransformerStack.decode_step` then
 uses :class:`FusedDecoder` for steps of one sequence and :class:`~speechkit.nn.lean_decode.LeanDecoder`
 for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
-by layer computation up to float rounding (sums in a different order): tests compare them.
+by layer computation up to float rounding (sums in a different order): tests compare them. Every
+output of a linear layer is one chain of multiply-adds in input order, whatever the batch, so a
+sequence's step does not depend on the sequences decoded with it.
 """
 from __future__ import annotations
 
@@ -38,6 +40,20 @@ def pack_stream(weight: torch.Tensor) -> torch.Tensor:
     rows, columns = weight.shape
     padded = F.pad(weight.detach().float(), (0, 0, 0, -rows % STREAM_BLOCK))
     return padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2).contiguous()
+
+
+def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A linear layer kept as stream blocks: x FloatTensor[..., K], blocks FloatTensor[ceil(N / 64),
+    K, 64] (:func:`pack_stream`), bias FloatTensor[N] -> FloatTensor[..., N]. The compiled kernel
+    on CPU (the same sums as the fused step), torch elsewhere and when gradients are needed."""
+    kernel = compiled_kernels() if x.device.type == "cpu" else None
+    flat = x.reshape(-1, x.shape[-1])
+    outputs = bias.shape[0]
+    if kernel is None or (torch.is_grad_enabled() and (x.requires_grad or blocks.requires_grad)):
+        out = torch.einsum("mk,bkj->mbj", flat, blocks).reshape(flat.shape[0], -1)[:, :outputs] + bias
+    else:
+        out = kernel.stream_linear(flat.float().contiguous(), blocks, bias)
+    return out.view(*x.shape[:-1], outputs)
 
 
 def stream_weight(linear: nn.Module) -> torch.Tensor | None:

@@ -1,20 +1,26 @@
-"""C++ of the fused batch-1 decoding step (:mod:`speechkit.nn.fused_decode`), compiled together
-with the attention kernel of :mod:`speechkit.nn.decode_kernel` (it calls that kernel's ``attend``).
+"""C++ of the fused decoding step (:mod:`speechkit.nn.fused_decode`), compiled together with the
+attention kernel of :mod:`speechkit.nn.decode_kernel` (it calls that kernel's ``attend``).
 
-One call runs every layer of a pre-LN Transformer stack for one position of one sequence:
+One call runs every layer of a pre-LN Transformer stack for one new position of each sequence of
+a batch:
 
 * the weights of each linear layer are stored as "stream" blocks, FloatTensor[ceil(N/64), K, 64]
   (``block[b, k, j] = W[64 b + j, k]``, zero rows past N): a block is one contiguous run of
-  memory that gives 64 outputs, read front to back once per step with one weight cache line per
-  fused multiply-add row, the access pattern the hardware prefetchers stream fastest;
+  memory that gives 64 outputs, read front to back with one weight cache line per fused
+  multiply-add row, the access pattern the hardware prefetchers stream fastest;
+* up to 4 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
+  of 4 over a chunk before the next, prefetching the next chunk meanwhile: the weights are read
+  from memory once per step whatever the batch;
 * the step is one OpenMP parallel region on torch's threads: each thread takes a contiguous share
-  of the blocks of every matrix (so it streams its own part of the weights), the heads of the
-  attention are shared out the same way, and the threads meet at a barrier between the dependent
-  phases (5 per layer) instead of going back to Python and the thread pool between operations;
+  of the blocks of every matrix (so it streams its own part of the weights), the (sequence, head)
+  pairs of the attention are shared out the same way, and the threads meet at a barrier between
+  the dependent phases (5 per layer) instead of going back to Python and the thread pool;
 * bias, residual additions and GELU are applied as each block's outputs are written; layer norms
-  are computed by every thread into its own buffer (1-4 K floats, cheaper than a barrier);
+  are computed by every thread into its own buffer (a few K floats, cheaper than a barrier);
 * the new keys/values are stored in the cache (float32, bfloat16 rounded to nearest even, or int8
   with one scale per position and head, exactly as ``store_int8``) and attended with ``attend``.
+
+``stream_linear`` applies one such layer to many rows (the prompt), with the same sums.
 """
 
 FUSED_STEP_SOURCE = r"""
@@ -24,17 +30,19 @@ namespace fused {
 
 constexpr int64_t kBlock = 64;
 
-// y[r, 0:64] = sum_k w[k, 0:64] * x[r, k] for R rows of x (row stride xs) and one stream block w [K, 64].
-// Every row is summed in the same order whatever R is, so a sequence's result does not depend on its batch.
-// Meanwhile, two cache lines per k from [prefetch, prefetch_end) are fetched into L2.
+// y[r, 0:64] += sum_{k in [k0, k1)} w[k, 0:64] * x[r, k] for R rows of x (row stride xs) and one
+// stream block w [K, 64] (y starts from zeros when k0 == 0). Every output is one chain of fused
+// multiply-adds in k order whatever R and the chunks are, so a sequence's result does not depend
+// on its batch. Meanwhile, two cache lines per k from [prefetch, prefetch_end) are fetched into L2.
 template <int R>
-static inline void gemv_block(const float* w, const float* x, int64_t xs, int64_t K, float* y, const char* prefetch,
-                              const char* prefetch_end) {
+static inline void gemv_chunk(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
+                              const char* prefetch, const char* prefetch_end) {
 #if defined(__AVX512F__)
   __m512 acc[R][4];
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < 4; ++i) acc[r][i] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; ++k, w += kBlock) {
+    for (int i = 0; i < 4; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
+  w += k0 * kBlock;
+  for (int64_t k = k0; k < k1; ++k, w += kBlock) {
     if (prefetch < prefetch_end) {
       _mm_prefetch(prefetch, _MM_HINT_T1);
       _mm_prefetch(prefetch + 64, _MM_HINT_T1);
@@ -53,9 +61,11 @@ static inline void gemv_block(const float* w, const float* x, int64_t xs, int64_
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < 4; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
 #else
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] = 0.f;
-  for (int64_t k = 0; k < K; ++k, w += kBlock)
+  if (k0 == 0)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] = 0.f;
+  w += k0 * kBlock;
+  for (int64_t k = k0; k < k1; ++k, w += kBlock)
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
 #endif
@@ -68,45 +78,54 @@ static inline float gelu_tanh(float v) {
   return 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
 }
 
-constexpr int kRows = 4;  // rows per pass over a block (4 x 4 accumulators); more rows re-read it from L2
-
-// With two or more passes over each block (batches of 5+), the memory would idle during the
-// passes that read the block from L2: they prefetch the next block instead, spread over the passes.
+constexpr int kRows = 4;      // rows per pass (4 x 4 accumulators in registers)
+constexpr int64_t kChunk = 128;  // k per chunk when more rows than one pass: 32 KB of weights
 
 // This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt)),
 // finished by the epilogue: out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N].
+// Up to 4 rows take one pass over each block, streaming it from memory. More rows take a block
+// chunk by chunk, every group of 4 rows over a chunk before the next chunk, so the weights are read
+// from memory once and re-read from the L1/L2 caches; the passes that read a chunk from the caches
+// prefetch the next one meanwhile, so that the memory does not idle.
 static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
                  Epilogue epilogue, int t, int nt) {
   const int64_t blocks = (N + kBlock - 1) / kBlock;
   const int64_t first = blocks * t / nt, last = blocks * (t + 1) / nt;
-  alignas(64) float y[kRows * kBlock];
-  const bool prefetch = B > kRows;
+  const bool chunked = B > kRows;
+  const int64_t chunk = chunked ? kChunk : K;
+  std::vector<float> y(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
   for (int64_t b = first; b < last; ++b) {
     const float* block = w + b * K * kBlock;
     const int64_t n0 = b * kBlock, count = std::min(kBlock, N - n0);
-    const char* next = reinterpret_cast<const char*>(block + K * kBlock);
-    const char* next_end = prefetch && b + 1 < last ? next + K * kBlock * sizeof(float) : next;
-    for (int64_t r0 = 0; r0 < B; r0 += kRows) {
-      const int64_t rows = std::min<int64_t>(kRows, B - r0);
-      const float* xr = x + r0 * K;
-      switch (rows) {
-        case 1: gemv_block<1>(block, xr, K, K, y, next, next_end); break;
-        case 2: gemv_block<2>(block, xr, K, K, y, next, next_end); break;
-        case 3: gemv_block<3>(block, xr, K, K, y, next, next_end); break;
-        default: gemv_block<4>(block, xr, K, K, y, next, next_end); break;
+    for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+      const int64_t k1 = std::min(K, k0 + chunk);
+      // the next chunk: of this block, else the start of the next one
+      const char* next = reinterpret_cast<const char*>(block + k1 * kBlock);
+      const int64_t next_k = k1 < K ? std::min(K, k1 + chunk) - k1 : (b + 1 < last ? std::min(K, chunk) : 0);
+      const char* next_end = chunked ? next + next_k * kBlock * sizeof(float) : next;
+      for (int64_t r0 = 0; r0 < B; r0 += kRows) {
+        const int64_t rows = std::min<int64_t>(kRows, B - r0);
+        const float* xr = x + r0 * K;
+        float* yr = y.data() + r0 * kBlock;
+        switch (rows) {
+          case 1: gemv_chunk<1>(block, xr, K, k0, k1, yr, next, next_end); break;
+          case 2: gemv_chunk<2>(block, xr, K, k0, k1, yr, next, next_end); break;
+          case 3: gemv_chunk<3>(block, xr, K, k0, k1, yr, next, next_end); break;
+          default: gemv_chunk<4>(block, xr, K, k0, k1, yr, next, next_end); break;
+        }
+        next = std::min(next + (k1 - k0) * 128, next_end);
       }
-      next = std::min(next + K * 128, next_end);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* o = out + (r0 + r) * N + n0;
-        const float* yr = y + r * kBlock;
-        for (int64_t j = 0; j < count; ++j) {
-          const float v = yr[j] + bias[n0 + j];
-          switch (epilogue) {
-            case Epilogue::kBias: o[j] = v; break;
-            case Epilogue::kResidual: o[j] += v; break;
-            case Epilogue::kGelu: o[j] = gelu(v); break;
-            case Epilogue::kGeluTanh: o[j] = gelu_tanh(v); break;
-          }
+    }
+    for (int64_t r = 0; r < B; ++r) {
+      float* o = out + r * N + n0;
+      const float* yr = y.data() + r * kBlock;
+      for (int64_t j = 0; j < count; ++j) {
+        const float v = yr[j] + bias[n0 + j];
+        switch (epilogue) {
+          case Epilogue::kBias: o[j] = v; break;
+          case Epilogue::kResidual: o[j] += v; break;
+          case Epilogue::kGelu: o[j] = gelu(v); break;
+          case Epilogue::kGeluTanh: o[j] = gelu_tanh(v); break;
         }
       }
     }
@@ -269,5 +288,33 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
                             values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
                             cache, valid_data, valid_stride, position);
   }
+}
+
+// y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks [ceil(N/64), K, 64]
+// (prefill and the layer-by-layer path: the same sums as the fused step, so both agree exactly).
+torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor bias) {
+  TORCH_CHECK(x.dim() == 2 && blocks.dim() == 3 && blocks.size(2) == fused::kBlock && blocks.size(1) == x.size(1),
+              "x must be [M, K] and blocks [ceil(N/64), K, 64]");
+  const int64_t M = x.size(0), K = x.size(1), N = bias.numel();
+  TORCH_CHECK(blocks.size(0) == (N + fused::kBlock - 1) / fused::kBlock, "bias [N] does not match the blocks");
+  const float* xp = fused::checked(x, {M, K}, "x");
+  const float* wp = fused::checked(blocks, {blocks.size(0), K, fused::kBlock}, "blocks");
+  const float* bp = fused::checked(bias, {N}, "bias");
+  auto out = torch::empty({M, N}, x.options());
+  float* op = out.data_ptr<float>();
+  const int requested = std::max(1, at::get_num_threads());
+  // rows in slabs, so that a block is re-read from L2 (not memory) by the passes over one slab
+  constexpr int64_t kSlab = 128;
+  const int64_t blocks_count = blocks.size(0);
+  const int threads = static_cast<int>(std::min<int64_t>(requested, blocks_count));
+#pragma omp parallel num_threads(threads)
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int64_t r0 = 0; r0 < M; r0 += kSlab) {
+      const int64_t rows = std::min(kSlab, M - r0);
+      fused::gemv(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+    }
+  }
+  return out;
 }
 """

@@ -10,7 +10,7 @@ from torch import nn
 from speechkit.infer.precision import PackedLinear, apply_precision
 from speechkit.nn import TransformerStack
 from speechkit.nn.decode_kernel import decode_kernel_available
-from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_weight
+from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, stream_weight
 from speechkit.nn.lean_decode import LeanDecoder
 
 pytestmark = pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
@@ -160,3 +160,28 @@ def test_without_the_compiled_kernel_the_lean_runner_is_used(monkeypatch: pytest
     with torch.inference_mode():
         model.decode_step(torch.ones(1, 1, WIDTH), cache, 0)
     assert isinstance(cache.step_runner, LeanDecoder)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 150])
+def test_stream_linear_equals_a_linear_layer(rows: int) -> None:
+    """The layer-by-layer path (prefill) of a stream-block layer: the compiled kernel and the torch
+    fallback both give F.linear's result, for any number of rows and widths off the 64-output blocks."""
+    generator = torch.Generator().manual_seed(rows)
+    weight, bias, x = torch.randn(200, 300, generator=generator), torch.randn(200, generator=generator), torch.randn(2, rows, 300, generator=generator)
+    expected = torch.nn.functional.linear(x, weight, bias)
+    with torch.inference_mode():
+        compiled = stream_linear(x, pack_stream(weight), bias)
+    fallback = stream_linear(x.requires_grad_(), pack_stream(weight), bias)  # autograd: the torch path
+    for got in (compiled, fallback):
+        assert got.shape == (2, rows, 200)
+        assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_stream_layers_keep_one_copy_of_their_weights() -> None:
+    linear = nn.Linear(96, 200, bias=False)
+    packed = PackedLinear(linear, stream=True)
+    assert packed.weight is None and packed.stream_weight is not None and packed.bias is not None
+    with torch.inference_mode():
+        x = torch.randn(4, 96)
+        assert torch.allclose(packed(x), linear(x), atol=1e-5, rtol=0)
+        assert torch.allclose(packed.direct_forward()(x), linear(x), atol=1e-5, rtol=0)
