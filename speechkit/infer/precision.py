@@ -37,7 +37,7 @@ from torch import nn
 
 from speechkit.errors import ConfigError
 from speechkit.nn.decode_kernel import compiled_kernels
-from speechkit.nn.fused_decode import pack_stream, stream_linear, streamable_linears
+from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
 from speechkit.nn.transformer import TransformerStack
 
@@ -125,7 +125,9 @@ def _replace_linears(module: nn.Module, streamed: frozenset[int] = frozenset(), 
 def _fused_step_linears(module: nn.Module) -> frozenset[int]:
     """ids of the linear layers that a fused batch-1 decoding step would read: those of the
     decoder stacks under ``module`` that :class:`~speechkit.nn.fused_decode.FusedDecoder`
-    supports; none where its kernel cannot be built."""
+    supports; none where its kernel cannot be built or ``SPEECHKIT_FUSED_DECODE=0`` turns it off."""
+    if not FusedDecoder.enabled():
+        return frozenset()
     stacks = [child for child in module.modules() if isinstance(child, TransformerStack)]
     linears = {id(linear) for stack in stacks for linear in streamable_linears(stack) if type(linear) is nn.Linear}
     return frozenset(linears) if linears and compiled_kernels() is not None else frozenset()

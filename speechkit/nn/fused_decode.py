@@ -120,7 +120,8 @@ class FusedDecoder:
 
     @staticmethod
     def enabled() -> bool:
-        """False with ``SPEECHKIT_FUSED_DECODE=0`` in the environment (for A/B measurements)."""
+        """False with ``SPEECHKIT_FUSED_DECODE=0`` in the environment (for A/B measurements: set
+        before ``apply_precision``, it also keeps the fp32 layers packed for oneDNN)."""
         return os.environ.get("SPEECHKIT_FUSED_DECODE", "1") != "0"
 
     @staticmethod

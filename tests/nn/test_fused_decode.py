@@ -185,3 +185,9 @@ def test_stream_layers_keep_one_copy_of_their_weights() -> None:
         x = torch.randn(4, 96)
         assert torch.allclose(packed(x), linear(x), atol=1e-5, rtol=0)
         assert torch.allclose(packed.direct_forward()(x), linear(x), atol=1e-5, rtol=0)
+
+
+def test_switching_the_fused_step_off_keeps_the_onednn_layers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEECHKIT_FUSED_DECODE", "0")
+    model = packed_stack()
+    assert all(stream_weight(module) is None for module in model.modules())
