@@ -31,6 +31,9 @@ from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
 from speechkit.infer.precision import apply_precision
+from speechkit.nn.fused_decode import FusedDecoder
+from speechkit.nn.lean_decode import LeanDecoder
+from speechkit.nn.transformer import TransformerStack
 
 AGREEMENT_FRAMES = 100
 
@@ -173,6 +176,7 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
         for kv_cache in kv_caches:
             model = apply_precision(build_ar(size, probe).to(device), precision, pack=pack, kv_cache=kv_cache)
             weight_bytes = linear_weight_bytes(model)
+            step = decoding_step_name(model, device)
             quality = reference.agreement(model) if reference is not None else {}
             for batch in batches:
                 scenario = make_scenario(size, batch, output_seconds=output_seconds)
@@ -182,11 +186,20 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
                     runs.append({**time_generation(model, scenario.to(device), device), "bandwidth_gbps": bandwidth})
                 timing = min(runs, key=lambda run: run["decode_s"])
                 timing["decode_s_runs"] = [run["decode_s"] for run in runs]
-                rows.append(_row(size, precision, batch, scenario, timing, weight_bytes, timing["bandwidth_gbps"],
-                                 quality, kv_cache))
+                rows.append({**_row(size, precision, batch, scenario, timing, weight_bytes, timing["bandwidth_gbps"],
+                                    quality, kv_cache), "step": step})
                 log(_progress(rows[-1]))
             del model
     return rows
+
+
+def decoding_step_name(model: nn.Module, device: torch.device) -> str:
+    """How ``model``'s decoder stacks take a decoding step here: ``fused`` (one compiled call,
+    :mod:`speechkit.nn.fused_decode`), ``lean`` (layer by layer with few Python calls) or ``module``."""
+    stacks = [module for module in model.modules() if isinstance(module, TransformerStack)]
+    if device.type == "cpu" and FusedDecoder.enabled() and stacks and all(FusedDecoder.prepared(s) for s in stacks):
+        return "fused"
+    return "lean" if LeanDecoder.enabled() else "module"
 
 
 def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing: dict[str, Any], weight_bytes: int,
@@ -230,7 +243,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
             row["batch_speedup"] = row["tokens_per_s"] / base
 
 
-COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
+COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("step", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
            ("batch_speedup", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("bandwidth_gbps", "{:.1f}"), ("floor_ms", "{:.2f}"),
            ("floor_ratio", "{:.2f}x"), ("greedy_token_agreement", "{:.2f}"), ("max_logit_error", "{:.3f}"),
            ("cached_token_agreement", "{:.2f}"), ("cached_max_logit_error", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]

@@ -130,6 +130,12 @@ class FusedDecoder:
         layers all keep stream blocks, a batch-1 cache, and the compiled kernel available."""
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] != cache.keys.shape[1]:
             return False
+        return FusedDecoder.prepared(stack)
+
+    @staticmethod
+    def prepared(stack: nn.Module) -> bool:
+        """Whether ``stack`` is ready for fused steps: all its linear layers keep stream blocks,
+        one layer-norm eps and one GELU variant throughout, and the compiled kernel available."""
         linears = streamable_linears(stack)
         if not linears or any(stream_weight(linear) is None for linear in linears):
             return False

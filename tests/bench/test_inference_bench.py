@@ -16,7 +16,8 @@ from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory
 from speechkit.cli import main
 from speechkit.errors import ConfigError
-from speechkit.infer.precision import apply_precision
+from speechkit.infer.precision import apply_precision, onednn_packing_available
+from speechkit.nn.decode_kernel import decode_kernel_available
 
 COMMON = ["--sizes", "tiny", "--threads", "1", "--output-seconds", "0.5"]
 
@@ -42,6 +43,8 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
         assert ("floor_ms" in row) == (batch == 1)
         assert len(row["decode_s_runs"]) == 2 and row["decode_s"] == min(row["decode_s_runs"])  # the faster run
     assert rows["fp32", 1]["greedy_token_agreement"] == 1.0
+    fused = decode_kernel_available() and onednn_packing_available()
+    assert rows["fp32", 1]["step"] == ("fused" if fused else "lean") and rows["int8", 3]["step"] == "lean"
     assert rows["fp32", 1]["floor_ratio"] == pytest.approx(rows["fp32", 1]["ms_per_step"] / rows["fp32", 1]["floor_ms"])
     assert rows["fp32", 1]["bandwidth_gbps"] > 0  # measured again just before the reported run
 
