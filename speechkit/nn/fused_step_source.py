@@ -78,6 +78,67 @@ static inline float gelu_tanh(float v) {
   return 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
 }
 
+#if defined(__AVX512F__)
+// erf of 16 floats: Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7), odd symmetry.
+static inline __m512 erf16(__m512 x) {
+  const __m512 a = _mm512_abs_ps(x);
+  const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.f)));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  p = _mm512_mul_ps(p, t);
+  const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(a, a)));
+  const __m512 r = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.f));  // erf(|x|)
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(x),
+                                                                                      _mm512_set1_epi32(0x80000000))));
+}
+
+// tanh of 16 floats: (1 - e) / (1 + e) with e = exp(-2 |x|), odd symmetry.
+static inline __m512 tanh16(__m512 x) {
+  const __m512 e = exp16(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(-2.f)));
+  const __m512 r = _mm512_div_ps(_mm512_sub_ps(_mm512_set1_ps(1.f), e), _mm512_add_ps(_mm512_set1_ps(1.f), e));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(x),
+                                                                                      _mm512_set1_epi32(0x80000000))));
+}
+#endif
+
+// out[0:n] (=, +=, = gelu) y[0:n] + bias[0:n], n <= 64
+static inline void finish(const float* y, const float* bias, float* out, int64_t n, Epilogue epilogue) {
+#if defined(__AVX512F__)
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1u);
+    const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + j), _mm512_maskz_loadu_ps(m, bias + j));
+    __m512 r;
+    switch (epilogue) {
+      case Epilogue::kBias: r = v; break;
+      case Epilogue::kResidual: r = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out + j), v); break;
+      case Epilogue::kGelu:
+        r = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v),
+                          _mm512_add_ps(_mm512_set1_ps(1.f), erf16(_mm512_mul_ps(v, _mm512_set1_ps(0.70710678118654752f)))));
+        break;
+      default: {
+        const __m512 cube = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
+        const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f), _mm512_fmadd_ps(cube, _mm512_set1_ps(0.044715f), v));
+        r = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.f), tanh16(u)));
+      }
+    }
+    _mm512_mask_storeu_ps(out + j, m, r);
+  }
+#else
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = y[j] + bias[j];
+    switch (epilogue) {
+      case Epilogue::kBias: out[j] = v; break;
+      case Epilogue::kResidual: out[j] += v; break;
+      case Epilogue::kGelu: out[j] = gelu(v); break;
+      case Epilogue::kGeluTanh: out[j] = gelu_tanh(v); break;
+    }
+  }
+#endif
+}
+
 constexpr int kRows = 4;      // rows per pass (4 x 4 accumulators in registers)
 constexpr int64_t kChunk = 128;  // k per chunk when more rows than one pass: 32 KB of weights
 
@@ -116,23 +177,30 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
         next = std::min(next + (k1 - k0) * 128, next_end);
       }
     }
-    for (int64_t r = 0; r < B; ++r) {
-      float* o = out + r * N + n0;
-      const float* yr = y.data() + r * kBlock;
-      for (int64_t j = 0; j < count; ++j) {
-        const float v = yr[j] + bias[n0 + j];
-        switch (epilogue) {
-          case Epilogue::kBias: o[j] = v; break;
-          case Epilogue::kResidual: o[j] += v; break;
-          case Epilogue::kGelu: o[j] = gelu(v); break;
-          case Epilogue::kGeluTanh: o[j] = gelu_tanh(v); break;
-        }
-      }
-    }
+    for (int64_t r = 0; r < B; ++r) finish(y.data() + r * kBlock, bias + n0, out + r * N + n0, count, epilogue);
   }
 }
 
 static void layer_norm(const float* x, const float* weight, const float* bias, float eps, int64_t D, float* out) {
+#if defined(__AVX512F__)
+  if (D % 16 == 0) {  // 16 float lanes of partial sums, two passes (mean, then squared deviations)
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) sum = _mm512_add_ps(sum, _mm512_loadu_ps(x + d));
+    const float mean = _mm512_reduce_add_ps(sum) / D;
+    const __m512 m = _mm512_set1_ps(mean);
+    __m512 squares = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(x + d), m);
+      squares = _mm512_fmadd_ps(c, c, squares);
+    }
+    const __m512 inv = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(squares) / D + eps));
+    for (int64_t d = 0; d < D; d += 16) {
+      const __m512 c = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + d), m), inv);
+      _mm512_storeu_ps(out + d, _mm512_fmadd_ps(c, _mm512_loadu_ps(weight + d), _mm512_loadu_ps(bias + d)));
+    }
+    return;
+  }
+#endif
   double sum = 0.0;
   for (int64_t d = 0; d < D; ++d) sum += x[d];
   const float mean = static_cast<float>(sum / D);
