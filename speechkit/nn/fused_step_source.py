@@ -8,8 +8,8 @@ a batch:
   (``block[b, k, j] = W[64 b + j, k]``, zero rows past N): a block is one contiguous run of
   memory that gives 64 outputs, read front to back with one weight cache line per fused
   multiply-add row, the access pattern the hardware prefetchers stream fastest;
-* up to 4 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
-  of 4 over a chunk before the next, prefetching the next chunk meanwhile: the weights are read
+* up to 6 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
+  of 6 over a chunk before the next, prefetching the next chunk meanwhile: the weights are read
   from memory once per step whatever the batch;
 * the step is one OpenMP parallel region on torch's threads: each thread takes a contiguous share
   of the blocks of every matrix (so it streams its own part of the weights), the (sequence, head)
@@ -139,13 +139,13 @@ static inline void finish(const float* y, const float* bias, float* out, int64_t
 #endif
 }
 
-constexpr int kRows = 4;      // rows per pass (4 x 4 accumulators in registers)
+constexpr int kRows = 6;      // rows per pass (6 x 4 accumulators in registers)
 constexpr int64_t kChunk = 128;  // k per chunk when more rows than one pass: 32 KB of weights
 
 // This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt)),
 // finished by the epilogue: out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N].
-// Up to 4 rows take one pass over each block, streaming it from memory. More rows take a block
-// chunk by chunk, every group of 4 rows over a chunk before the next chunk, so the weights are read
+// Up to 6 rows take one pass over each block, streaming it from memory. More rows take a block
+// chunk by chunk, every group of 6 rows over a chunk before the next chunk, so the weights are read
 // from memory once and re-read from the L1/L2 caches; the passes that read a chunk from the caches
 // prefetch the next one meanwhile, so that the memory does not idle.
 static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
@@ -172,7 +172,9 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
           case 1: gemv_chunk<1>(block, xr, K, k0, k1, yr, next, next_end); break;
           case 2: gemv_chunk<2>(block, xr, K, k0, k1, yr, next, next_end); break;
           case 3: gemv_chunk<3>(block, xr, K, k0, k1, yr, next, next_end); break;
-          default: gemv_chunk<4>(block, xr, K, k0, k1, yr, next, next_end); break;
+          case 4: gemv_chunk<4>(block, xr, K, k0, k1, yr, next, next_end); break;
+          case 5: gemv_chunk<5>(block, xr, K, k0, k1, yr, next, next_end); break;
+          default: gemv_chunk<6>(block, xr, K, k0, k1, yr, next, next_end); break;
         }
         next = std::min(next + (k1 - k0) * 128, next_end);
       }
