@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechkit.nn.decode_kernel import decode_attention, decode_kernel_available, quantize_rows, store_int8
+from speechkit.nn.decode_kernel import (
+    decode_attention,
+    decode_kernel_available,
+    dequantize_rows,
+    quantize_rows,
+    store_int8,
+)
 
 __all__ = ["KVCache", "MultiHeadAttention", "decode_step_attention", "quantize_rows", "single_query_attention"]
 
@@ -109,8 +115,8 @@ class KVCache:
     def dequantized(self, layer: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """An int8 cache's keys/values of positions [0, end) as FloatTensor[B, H, end, Dh]."""
         assert self.key_scales is not None and self.value_scales is not None
-        keys = self.keys[layer, :, :, :end].float() * self.key_scales[layer, :, :, :end, None]
-        values = self.values[layer, :, :, :end].float() * self.value_scales[layer, :, :, :end, None]
+        keys = dequantize_rows(self.keys[layer, :, :, :end], self.key_scales[layer, :, :, :end])
+        values = dequantize_rows(self.values[layer, :, :, :end], self.value_scales[layer, :, :, :end])
         return keys, values
 
     def mark_valid(self, valid: torch.Tensor, start: int) -> None:
@@ -193,9 +199,10 @@ def decode_step_attention(
     step_mask = mask is None or (mask.dim() == 4 and tuple(mask.shape) == (batch, 1, 1, length))
     if step_mask and query.dtype == torch.float32 and decode_kernel_available():
         return decode_attention(query, key, value, None if mask is None else mask[:, 0, 0], key_scales, value_scales)
-    key, value = key.to(query.dtype), value.to(query.dtype)
     if key_scales is not None and value_scales is not None:
-        key, value = key * key_scales.unsqueeze(-1).to(query.dtype), value * value_scales.unsqueeze(-1).to(query.dtype)
+        key, value = dequantize_rows(key, key_scales, query.dtype), dequantize_rows(value, value_scales, query.dtype)
+    else:
+        key, value = key.to(query.dtype), value.to(query.dtype)
     return single_query_attention(query, key, value, mask)
 
 

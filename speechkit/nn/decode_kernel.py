@@ -399,11 +399,8 @@ def reference_decode_attention(
 ) -> torch.Tensor:
     """The torch computation of :func:`decode_attention` (any device; keys/values cast to the
     query's dtype, int8 ones multiplied by their scales). Rows with no valid key give zeros."""
-    key, value = key.to(query.dtype), value.to(query.dtype)
-    if key_scales is not None:
-        key = key * key_scales.unsqueeze(-1).to(query.dtype)
-    if value_scales is not None:
-        value = value * value_scales.unsqueeze(-1).to(query.dtype)
+    key = key.to(query.dtype) if key_scales is None else dequantize_rows(key, key_scales, query.dtype)
+    value = value.to(query.dtype) if value_scales is None else dequantize_rows(value, value_scales, query.dtype)
     scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))  # [B, H, 1, S]
     if key_valid is not None:
         scores = scores.masked_fill(~key_valid[:, None, None, :], float("-inf"))
@@ -443,6 +440,12 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     quantized = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
     return quantized, scale
+
+
+def dequantize_rows(quantized: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The inverse of :func:`quantize_rows`: quantized [..., Dh] (any dtype) and scales [...] ->
+    ``quantized * scale`` as [..., Dh] in ``dtype``."""
+    return quantized.to(dtype) * scales.unsqueeze(-1).to(dtype)
 
 
 def store_int8(rows: torch.Tensor, keys: torch.Tensor, scales: torch.Tensor) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 
 from speechkit.nn.attention import KVCache
 from speechkit.nn.decode_kernel import compiled_kernels
-from speechkit.nn.lean_decode import LeanDecoder
+from speechkit.nn.lean_decode import LeanDecoder, norm_parts
 
 #: outputs per stream block (one block: 64 outputs x all inputs, contiguous)
 STREAM_BLOCK = 64
@@ -74,48 +74,45 @@ def streamable_linears(stack: nn.Module) -> list[nn.Module]:
     return [linear for layer in stack.layers for linear in _linears(layer)]
 
 
-def _norm(norm: nn.Module, width: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    inner = norm.norm  # _Norm wraps an nn.LayerNorm when unconditioned
-    weight = torch.ones(width) if inner.weight is None else inner.weight.detach()
-    bias = torch.zeros(width) if inner.bias is None else inner.bias.detach()
-    return weight.float().contiguous(), bias.float().contiguous(), float(inner.eps)
+def _norm(norm: nn.Module, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A norm's weight and bias as float32 tensors (ones / zeros where it has none)."""
+    weight, bias, _ = norm_parts(norm)
+    weight = torch.ones(width) if weight is None else weight.detach()
+    bias = torch.zeros(width) if bias is None else bias.detach()
+    return weight.float().contiguous(), bias.float().contiguous()
 
 
-def _bias(linear: nn.Module) -> torch.Tensor:
-    bias = getattr(linear, "bias", None)
-    if callable(bias):  # not a tensor attribute (quantised layers): no stream blocks either
-        bias = None
-    return torch.zeros(linear.out_features) if bias is None else bias.detach().float().contiguous()
+def _uniform_settings(stack: nn.Module) -> tuple[float, bool] | None:
+    """The stack's one layer-norm eps and whether its GELU is the tanh one; None where they
+    differ between layers (the compiled step takes one of each)."""
+    norms = [norm for layer in stack.layers for norm in (layer.attention_norm, layer.ffn_norm)] + [stack.final_norm]
+    eps = {norm_parts(norm)[2] for norm in norms}
+    activations = {layer.ffn[1].approximate for layer in stack.layers}
+    if len(eps) != 1 or len(activations) != 1:
+        return None
+    return eps.pop(), activations.pop() == "tanh"
 
 
 class FusedDecoder:
-    """Runs ``stack.decode_step`` for one sequence (x FloatTensor[1, 1, D]) in one compiled call.
+    """Runs ``stack.decode_step`` for a batch (x FloatTensor[B, 1, D]) in one compiled call.
 
     Args:
-        stack: a TransformerStack whose linear layers keep stream blocks (:meth:`supports`).
+        stack: a TransformerStack ready for it (:meth:`prepared`).
     """
 
     def __init__(self, stack: nn.Module) -> None:
+        settings = _uniform_settings(stack)
+        if settings is None:
+            raise ValueError("FusedDecoder needs one layer-norm eps and one GELU variant for the whole stack")
         self.stack = stack
+        self._eps, self._tanh = settings
         width = stack.d_model
         params: list[torch.Tensor] = []
-        eps: set[float] = set()
-        activations: set[str] = set()
         for layer in stack.layers:
-            norm1_w, norm1_b, eps1 = _norm(layer.attention_norm, width)
-            norm2_w, norm2_b, eps2 = _norm(layer.ffn_norm, width)
-            eps.update((eps1, eps2))
-            activations.add(layer.ffn[1].approximate)
-            qkv, out, ffn_in, ffn_out = _linears(layer)
-            params += [norm1_w, norm1_b, stream_weight(qkv), _bias(qkv), stream_weight(out), _bias(out),
-                       norm2_w, norm2_b, stream_weight(ffn_in), _bias(ffn_in), stream_weight(ffn_out), _bias(ffn_out)]
-        final_w, final_b, final_eps = _norm(stack.final_norm, width)
-        eps.add(final_eps)
-        if len(eps) != 1 or len(activations) != 1:
-            raise ValueError("FusedDecoder needs one layer-norm eps and one GELU variant for the whole stack")
-        self._params = params + [final_w, final_b]
-        self._eps = eps.pop()
-        self._tanh = activations.pop() == "tanh"
+            qkv, out, ffn_in, ffn_out = _linears(layer)  # stream layers always hold a bias tensor
+            params += [*_norm(layer.attention_norm, width), stream_weight(qkv), qkv.bias, stream_weight(out), out.bias,
+                       *_norm(layer.ffn_norm, width), stream_weight(ffn_in), ffn_in.bias, stream_weight(ffn_out), ffn_out.bias]
+        self._params = params + [*_norm(stack.final_norm, width)]
         self._kernel = compiled_kernels()
 
     @staticmethod
@@ -126,8 +123,8 @@ class FusedDecoder:
 
     @staticmethod
     def supports(stack: nn.Module, x: torch.Tensor, cache: KVCache) -> bool:
-        """Whether this runner can take the step: one fp32 sequence on CPU, a stack whose linear
-        layers all keep stream blocks, a batch-1 cache, and the compiled kernel available."""
+        """Whether this runner can take the step: fp32 inputs on CPU, one per sequence of the
+        cache, and a :meth:`prepared` stack."""
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] != cache.keys.shape[1]:
             return False
         return FusedDecoder.prepared(stack)
@@ -139,9 +136,7 @@ class FusedDecoder:
         linears = streamable_linears(stack)
         if not linears or any(stream_weight(linear) is None for linear in linears):
             return False
-        eps = {layer.attention_norm.norm.eps for layer in stack.layers} | {layer.ffn_norm.norm.eps for layer in stack.layers}
-        eps.add(stack.final_norm.norm.eps)
-        return len(eps) == 1 and len({layer.ffn[1].approximate for layer in stack.layers}) == 1 and compiled_kernels() is not None
+        return _uniform_settings(stack) is not None and compiled_kernels() is not None
 
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x: FloatTensor[B, 1, D] (the embedded new positions) -> FloatTensor[B, 1, D] (normed);

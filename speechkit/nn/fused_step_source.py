@@ -154,7 +154,8 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
   const int64_t first = blocks * t / nt, last = blocks * (t + 1) / nt;
   const bool chunked = B > kRows;
   const int64_t chunk = chunked ? kChunk : K;
-  std::vector<float> y(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
+  thread_local std::vector<float> y;  // accumulators, kept per thread across calls (no allocation per product)
+  y.resize(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
   for (int64_t b = first; b < last; ++b) {
     const float* block = w + b * K * kBlock;
     const int64_t n0 = b * kBlock, count = std::min(kBlock, N - n0);

@@ -67,7 +67,8 @@ def direct_linear(module: nn.Module) -> Linear:
     return module.forward
 
 
-def _norm_parts(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+def norm_parts(norm: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+    """An unconditioned layer's norm as (weight, bias, eps) of its ``nn.LayerNorm``."""
     inner = norm.norm  # _Norm wraps an nn.LayerNorm when unconditioned
     return inner.weight, inner.bias, inner.eps
 
@@ -84,17 +85,17 @@ class LeanDecoder:
         self.stack = stack
         self._plan = [
             _LayerPlan(
-                attention_norm=_norm_parts(layer.attention_norm),
+                attention_norm=norm_parts(layer.attention_norm),
                 qkv=direct_linear(layer.attention.qkv),
                 out=direct_linear(layer.attention.out),
-                ffn_norm=_norm_parts(layer.ffn_norm),
+                ffn_norm=norm_parts(layer.ffn_norm),
                 ffn_in=direct_linear(layer.ffn[0]),
                 activation=layer.ffn[1].approximate,
                 ffn_out=direct_linear(layer.ffn[3]),
             )
             for layer in stack.layers
         ]
-        self._final = _norm_parts(stack.final_norm)
+        self._final = norm_parts(stack.final_norm)
 
     @staticmethod
     def enabled() -> bool:
