@@ -32,6 +32,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kv-cache", choices=["fp32", "bf16", "int8"], default="fp32",
                         help="KV cache of AR decoding: fp32 (default), bf16 (half the bytes per step) or int8 "
                              "(a quarter, one scale per position and head)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the NAR through torch.compile (fp32/bf16; the first sentence compiles it, "
+                             "tens of seconds; worth it for many sentences)")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -86,7 +89,8 @@ def _texts(args: argparse.Namespace) -> list[str]:
 def _load_pipeline(args: argparse.Namespace) -> Any:
     from speechkit.infer import SynthesisOptions, VallexPipeline
 
-    options = SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache, candidates=args.candidates,
+    options = SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache, compile=args.compile,
+                               candidates=args.candidates,
                                candidate_temperature=args.candidate_temperature)
     return VallexPipeline.load(args.pack, options, device=args.device)
 

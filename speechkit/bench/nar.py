@@ -2,7 +2,7 @@
 
 Usage::
 
-    speechkit bench nar [--sizes paper,default] [--batch 1] [--precision fp32,bf16,int8] \\
+    speechkit bench nar [--sizes paper,default] [--batch 1] [--precision fp32,bf16,int8] [--compile] \\
         [--threads 2] [--device cpu|cuda] [--output-seconds 10 | --positions 435] [--out bench_nar.json]
 
 For every size x precision x batch it runs the random-weight NAR of
@@ -11,7 +11,9 @@ one pass, then re-quantisation) on the target phones, the whole 3 s prompt and t
 codes of the output. The sequence has ``positions`` = target phones + prompt frames + output
 frames (``--positions`` picks the output length that gives that many). Reported: seconds, the
 NAR real-time factor, peak memory, and ``code_agreement``, the share of codes of levels 2..L
-equal to those of the fp32 model.
+equal to those of the fp32 model. ``--compile`` adds, for fp32 and bf16, rows of the same model
+with its Transformer through ``torch.compile`` (``apply_precision(..., compile=True)``): the first
+call of each batch size compiles (``compile_s``, not counted in ``nar_s``), the second is timed.
 """
 from __future__ import annotations
 
@@ -53,10 +55,10 @@ def time_nar(model: nn.Module, scenario: Scenario, device: torch.device) -> tupl
 
 
 def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
-                   output_seconds: float, agreement: bool = True, pack: bool = True,
+                   output_seconds: float, agreement: bool = True, pack: bool = True, compile: bool = False,
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """All batch x precision rows of one size (see the module docstring; ``pack``: see
-    :func:`~speechkit.infer.precision.apply_precision`)."""
+    """All batch x precision (x compiled, with ``compile``) rows of one size (see the module
+    docstring; ``pack``, ``compile``: see :func:`~speechkit.infer.precision.apply_precision`)."""
     rows: list[dict[str, Any]] = []
     scenarios = {batch: make_scenario(size, batch, output_seconds=output_seconds) for batch in batches}
     reference_codes: dict[int, torch.Tensor] = {}
@@ -64,27 +66,32 @@ def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
         reference = build_nar(size).to(device)
         reference_codes = {batch: time_nar(reference, scenarios[batch], device)[0] for batch in batches[:1]}
         del reference
-    for precision in precisions:
-        model = apply_precision(build_nar(size).to(device), precision, pack=pack)
+    variants = [(precision, compiled) for precision in precisions
+                for compiled in ((False, True) if compile and precision != "int8" else (False,))]
+    for precision, compiled in variants:
+        model = apply_precision(build_nar(size).to(device), precision, pack=pack, compile=compiled)
         for batch in batches:
             scenario = scenarios[batch]
+            compile_s = time_nar(model, scenario, device)[1] if compiled else None  # the first call compiles
             codes, seconds, peak = time_nar(model, scenario, device)
             audio_s = float(scenario.output_frames.sum()) / size.frame_rate
             row: dict[str, Any] = {
-                "size": size.name, "model": size.nar["name"], "precision": precision, "batch": batch,
-                "positions": nar_positions(scenario), "levels": size.num_quantizers - 1, "nar_s": seconds,
+                "size": size.name, "model": size.nar["name"], "precision": precision,
+                "compiled": "yes" if compiled else "no", "batch": batch, "positions": nar_positions(scenario),
+                "levels": size.num_quantizers - 1, "nar_s": seconds, "compile_s": compile_s,
                 "rtf": seconds / audio_s, "peak_memory_mb": peak,
             }
             if batch in reference_codes:
                 row["code_agreement"] = float((codes[:, 1:] == reference_codes[batch][:, 1:]).float().mean())
             rows.append(row)
-            log(f"nar {size.name} {precision} batch {batch}: {seconds:.2f} s over {row['positions']} positions")
+            log(f"nar {size.name} {precision}{' compiled' if compiled else ''} batch {batch}: {seconds:.2f} s "
+                f"over {row['positions']} positions")
         del model
     return rows
 
 
-COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("batch", "{}"), ("positions", "{}"),
-           ("levels", "{}"), ("nar_s", "{:.2f}"), ("rtf", "{:.3f}"), ("code_agreement", "{:.3f}"),
+COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("compiled", "{}"), ("batch", "{}"), ("positions", "{}"),
+           ("levels", "{}"), ("nar_s", "{:.2f}"), ("compile_s", "{:.1f}"), ("rtf", "{:.3f}"), ("code_agreement", "{:.3f}"),
            ("peak_memory_mb", "{:.0f}")]
 
 
@@ -93,6 +100,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = bench_parser("nar", __doc__, batch="1")
     parser.add_argument("--positions", type=int, default=0,
                         help="NAR sequence length to time (sets the output length; 0 = use --output-seconds)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time fp32/bf16 with the NAR through torch.compile (its first call compiles)")
     args = parse_common(parser, argv)
     device = torch.device(args.device)
     rows: list[dict[str, Any]] = []
@@ -102,6 +111,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             seconds = output_seconds_for(size, args.positions) if args.positions > 0 else args.output_seconds
             rows += bench_nar_size(size, batches=args.batch, precisions=args.precision, device=device,
                                    output_seconds=seconds, agreement=not args.no_agreement, pack=not args.no_pack,
+                                   compile=args.compile,
                                    log=lambda line: print(line, file=sys.stderr))
     return finish("nar", args, {"rows": rows}, COLUMNS)
 

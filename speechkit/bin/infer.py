@@ -58,7 +58,8 @@ class InferConfig:
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
-            ``fp32``, ``bf16`` or ``int8`` AR cache; ``ar_decoding``: options of the AR model's decoding set
+            ``fp32``, ``bf16`` or ``int8`` AR cache; ``compile``: the NAR through ``torch.compile``;
+            ``ar_decoding``: options of the AR model's decoding set
             over its trained config, e.g. ``{advance_survival: 0.5}``).
         candidates, candidate_temperature, candidate_top_k, candidate_languages: best-of-N
             outputs ranked by the ST frontend's CTC (see :class:`~speechkit.infer.SynthesisOptions`).
@@ -77,6 +78,7 @@ class InferConfig:
     sentence_pause_ms: float = 200.0
     precision: str = "fp32"
     kv_cache: str = "fp32"
+    compile: bool = False
     ar_decoding: dict = dataclasses.field(default_factory=dict)
     candidates: int = 1
     candidate_temperature: float = 0.5
@@ -88,7 +90,7 @@ class InferConfig:
         return SynthesisOptions(
             max_prompt_seconds=self.max_prompt_seconds, sentence_pause_ms=self.sentence_pause_ms,
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
-            seed=self.seed, precision=self.precision, kv_cache=self.kv_cache,
+            seed=self.seed, precision=self.precision, kv_cache=self.kv_cache, compile=self.compile,
             ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
             candidates=self.candidates, candidate_temperature=self.candidate_temperature,
             candidate_top_k=self.candidate_top_k,

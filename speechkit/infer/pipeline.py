@@ -67,6 +67,8 @@ class SynthesisOptions:
             CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
         kv_cache: ``fp32``, ``bf16`` or ``int8`` KV cache for AR decoding (bf16 halves the bytes
             each step reads, int8 quarters them; docs/performance.md).
+        compile: run the NAR's Transformer through ``torch.compile`` (fp32/bf16; the first
+            synthesis compiles it, tens of seconds; :mod:`speechkit.infer.compiled`).
         ar_decoding: decoding options of the AR model set over its trained config (fields of
             its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
             :func:`apply_ar_decoding`.
@@ -92,6 +94,7 @@ class SynthesisOptions:
     seed: int | None = 0
     precision: str = "fp32"
     kv_cache: str = "fp32"
+    compile: bool = False
     ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
     candidates: int = 1
     candidate_temperature: float = 0.5
@@ -176,7 +179,7 @@ class VallexPipeline:
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):
             if isinstance(model, torch.nn.Module):
-                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache)
+                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache, compile=self.options.compile)
 
     @classmethod
     def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,

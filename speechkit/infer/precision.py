@@ -25,6 +25,11 @@ quarters them: keys and values rounded to int8 with one scale per position and h
 
 Embeddings, norms and attention are untouched. Reduced precision changes the outputs slightly:
 ``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed.
+
+``compile=True`` (fp32 or bf16) runs the Transformer stacks of non-autoregressive models (the
+NAR) through ``torch.compile`` instead (:mod:`speechkit.infer.compiled`): their linear layers
+keep plain weights (bf16: cast once), which Inductor freezes and packs itself, and the
+operations between them are fused. AR decoders keep the paths above.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.errors import ConfigError
+from speechkit.infer.compiled import compile_module
 from speechkit.nn.decode_kernel import compiled_kernels
 from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
@@ -109,17 +115,29 @@ class PackedLinear(nn.Module):
                 f"packed={self.packed}{stream}")
 
 
-def _replace_linears(module: nn.Module, streamed: frozenset[int] = frozenset(), **options: object) -> int:
+def _replace_linears(module: nn.Module, streamed: frozenset[int] = frozenset(), skipped: frozenset[int] = frozenset(),
+                     **options: object) -> int:
     """Swap every ``nn.Linear`` under ``module`` for ``PackedLinear(linear, **options)`` (with
-    ``stream=True`` for those whose ``id`` is in ``streamed``); count them."""
+    ``stream=True`` for those whose ``id`` is in ``streamed``; those in ``skipped`` are left as
+    they are); count the swapped ones."""
     count = 0
     for name, child in list(module.named_children()):
         if type(child) is nn.Linear:
-            setattr(module, name, PackedLinear(child, stream=id(child) in streamed, **options))  # type: ignore[arg-type]
-            count += 1
+            if id(child) not in skipped:
+                setattr(module, name, PackedLinear(child, stream=id(child) in streamed, **options))  # type: ignore[arg-type]
+                count += 1
         else:
-            count += _replace_linears(child, streamed, **options)
+            count += _replace_linears(child, streamed, skipped, **options)
     return count
+
+
+def compile_targets(module: nn.Module) -> list[TransformerStack]:
+    """The stacks ``apply_precision(..., compile=True)`` compiles: every :class:`TransformerStack`
+    of a model without step-by-step decoding (no ``decode_step``); none of an AR model, whose
+    decoding steps take the fused or lean path."""
+    if callable(getattr(module, "decode_step", None)):
+        return []
+    return [child for child in module.modules() if isinstance(child, TransformerStack)]
 
 
 def _fused_step_linears(module: nn.Module) -> frozenset[int]:
@@ -143,7 +161,8 @@ def _quantize_int8(module: nn.Module) -> nn.Module:
 
 
 def apply_precision(
-    module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32", fused_step: bool = True
+    module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32", fused_step: bool = True,
+    compile: bool = False,
 ) -> nn.Module:
     """Prepare ``module`` for inference in ``precision`` (see the module docstring), in place.
 
@@ -156,18 +175,25 @@ def apply_precision(
         fused_step: with fp32 packing on CPU, keep the weights of the decoder stacks' linear
             layers as stream blocks for the fused decoding step (:mod:`speechkit.nn.fused_decode`;
             at paper size, batch 1, ~1.7x faster than the layer-by-layer step with oneDNN).
+        compile: run the Transformer stacks of a non-autoregressive model through
+            ``torch.compile`` (:func:`compile_targets`, :mod:`speechkit.infer.compiled`); fp32 or
+            bf16. The first call compiles (tens of seconds at paper size).
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through
         the swapped layers and it must not be moved to another device afterwards.
 
     Raises:
-        ConfigError: an unknown precision or KV-cache precision, or int8 on a non-CPU device.
+        ConfigError: an unknown precision or KV-cache precision, int8 on a non-CPU device, or
+            int8 with ``compile``.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     if kv_cache not in KV_CACHES:
         raise ConfigError(f"Unknown KV-cache precision {kv_cache!r}; choose one of {', '.join(KV_CACHES)}.")
+    if compile and precision == "int8":
+        raise ConfigError("compile works with precision fp32 or bf16; int8's dynamically quantised layers do not "
+                          "compile. Drop compile, or choose bf16.")
     module.kv_cache_dtype = KV_CACHES[kv_cache]
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     module.eval()
@@ -176,10 +202,16 @@ def apply_precision(
             raise ConfigError(f"precision int8 (dynamic quantisation) runs on CPU only; the model is on {device}. "
                               "Use bf16 on this device.")
         return _quantize_int8(module)
-    pack = pack and device.type == "cpu" and onednn_packing_available()
-    if precision == "fp32" and not pack:
-        return module  # nothing to gain: the plain layers are the fp32 path
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    streamed = _fused_step_linears(module) if precision == "fp32" and fused_step else frozenset()
-    _replace_linears(module, streamed, dtype=dtype, pack=pack)
+    compiled = compile_targets(module) if compile else []
+    compiled_linears = frozenset(id(linear) for stack in compiled for linear in stack.modules() if type(linear) is nn.Linear)
+    if precision == "bf16":  # compiled stacks: plain bf16 weights, which Inductor packs itself
+        for stack in compiled:
+            _replace_linears(stack, dtype=dtype, pack=False)
+    pack = pack and device.type == "cpu" and onednn_packing_available()
+    if pack or precision == "bf16":
+        streamed = _fused_step_linears(module) if precision == "fp32" and fused_step else frozenset()
+        _replace_linears(module, streamed, compiled_linears, dtype=dtype, pack=pack)
+    for stack in compiled:
+        compile_module(stack)
     return module

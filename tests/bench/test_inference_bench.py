@@ -60,6 +60,15 @@ def test_bench_nar_and_e2e(tmp_path: Path) -> None:
     assert row["audio_s"] > 0 and row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
 
 
+def test_bench_nar_compile_adds_compiled_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "compile", lambda function, **options: function)  # the real one: tests/infer/test_compiled.py
+    nar = run_bench("nar", tmp_path, "--precision", "fp32,int8", "--positions", "260", "--compile")
+    rows = nar["rows"]
+    assert [(row["precision"], row["compiled"]) for row in rows] == [("fp32", "no"), ("fp32", "yes"), ("int8", "no")]
+    assert rows[1]["compile_s"] > 0 and rows[0]["compile_s"] is None  # the first compiled call, timed apart
+    assert rows[1]["code_agreement"] == 1.0
+
+
 def test_floor_counts_weights_in_their_stored_precision() -> None:
     size = get_size("tiny")
     scenario = make_scenario(size, 1)

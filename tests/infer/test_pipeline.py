@@ -240,6 +240,18 @@ def test_reduced_precision_pipelines_run_and_batch(tiny_pack: Path, zh_prompt: V
     # change near-ties: not asserted (docs/performance.md)
 
 
+def test_compile_option_compiles_the_nar_and_keeps_the_outputs(tiny_pack: Path, zh_prompt: VoicePrompt) -> None:
+    from speechkit.infer.compiled import is_compiled
+
+    compiled = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=0.0, compile=True))
+    assert any(is_compiled(module) for module in compiled.nar_lm.modules())
+    assert not any(is_compiled(module) for module in compiled.ar_lm.modules())
+    eager = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=0.0))
+    request = [eager.text_request(TEXTS[0], zh_prompt)]
+    [expected], [got] = eager.generate(request), compiled.generate(request)
+    assert torch.equal(got.codes, expected.codes)
+
+
 def test_ar_decoding_options_are_set_over_the_trained_config(tiny_pack: Path) -> None:
     from speechkit.infer.pipeline import apply_ar_decoding
 
