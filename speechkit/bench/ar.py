@@ -162,7 +162,9 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
     """All precision x KV cache x batch rows of one size (see the module docstring; ``pack``,
     ``kv_caches``: see :func:`~speechkit.infer.precision.apply_precision`). With ``repeats`` > 1
     each row is the run with the shortest decoding (``decode_s_runs`` lists all of them):
-    on a shared machine other work only ever adds time. ``bandwidth_gbps`` measures the memory
+    on a shared machine other work only ever adds time. The batch sizes of a model take turns
+    (batch 1, batch 8, batch 1, ...), so that a drift of the host's speed over minutes touches
+    every batch size alike instead of skewing their ratio. ``bandwidth_gbps`` measures the memory
     bandwidth: it is called before every batch-1 run, and the floor of a row uses the bandwidth
     measured just before the run it reports (that of a shared host drifts by tens of per cent
     over minutes)."""
@@ -178,16 +180,18 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
             weight_bytes = linear_weight_bytes(model)
             step = decoding_step_name(model, device)
             quality = reference.agreement(model) if reference is not None else {}
-            for batch in batches:
-                scenario = make_scenario(size, batch, output_seconds=output_seconds)
-                runs = []
-                for _ in range(max(1, repeats)):
+            scenarios = {batch: make_scenario(size, batch, output_seconds=output_seconds) for batch in batches}
+            runs: dict[int, list[dict[str, Any]]] = {batch: [] for batch in batches}
+            for _ in range(max(1, repeats)):  # the batch sizes take turns, so host drift touches all alike
+                for batch in batches:
                     bandwidth = bandwidth_gbps() if batch == 1 else None
-                    runs.append({**time_generation(model, scenario.to(device), device), "bandwidth_gbps": bandwidth})
-                timing = min(runs, key=lambda run: run["decode_s"])
-                timing["decode_s_runs"] = [run["decode_s"] for run in runs]
-                rows.append({**_row(size, precision, batch, scenario, timing, weight_bytes, timing["bandwidth_gbps"],
-                                    quality, kv_cache), "step": step})
+                    timing = time_generation(model, scenarios[batch].to(device), device)
+                    runs[batch].append({**timing, "bandwidth_gbps": bandwidth})
+            for batch in batches:
+                timing = min(runs[batch], key=lambda run: run["decode_s"])
+                timing["decode_s_runs"] = [run["decode_s"] for run in runs[batch]]
+                rows.append({**_row(size, precision, batch, scenarios[batch], timing, weight_bytes,
+                                    timing["bandwidth_gbps"], quality, kv_cache), "step": step})
                 log(_progress(rows[-1]))
             del model
     return rows

@@ -171,8 +171,13 @@ static void attend_blocked(const float* q, const T* k, const T* v, const bool* v
     __m512 block = sum_lanes16(acc);
     if (k_scales != nullptr) block = _mm512_mul_ps(block, _mm512_loadu_ps(k_scales + s));
     if (valid != nullptr) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+      const __m128i flags = _mm_loadu_si128(reinterpret_cast<const __m128i*>(valid + s));
+      const __mmask16 keep = _mm_test_epi8_mask(flags, flags);  // one bit per non-zero bool
+#else
       __mmask16 keep = 0;
       for (int r = 0; r < 16; ++r) keep |= static_cast<__mmask16>(valid[s + r] ? 1u << r : 0u);
+#endif
       block = _mm512_mask_blend_ps(keep, minus_inf, block);
     }
     _mm512_storeu_ps(scores + s, block);

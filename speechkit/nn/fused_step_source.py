@@ -9,7 +9,8 @@ a batch:
   memory that gives 64 outputs, read front to back with one weight cache line per fused
   multiply-add row, the access pattern the hardware prefetchers stream fastest;
 * up to 6 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
-  of 6 over a chunk before the next, prefetching the next chunk meanwhile: the weights are read
+  of 6 over a chunk before the next (7-8 sequences: two passes over the chunk's two halves of
+  columns, each with every sequence), prefetching the next chunk meanwhile: the weights are read
   from memory once per step whatever the batch;
 * the step is one OpenMP parallel region on torch's threads: each thread takes a contiguous share
   of the blocks of every matrix (so it streams its own part of the weights), the (sequence, head)
@@ -68,6 +69,44 @@ static inline void gemv_chunk(const float* w, const float* x, int64_t xs, int64_
   for (int64_t k = k0; k < k1; ++k, w += kBlock)
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
+#endif
+}
+
+// The same for half a block: y[r, 0:32] += sum_k w[k, 0:32] * x[r, k], where w points at the
+// first or the second 32 columns of a block (row stride 64) and y at the matching half of the rows'
+// outputs. Two vectors per row leave room for up to 12 rows in registers, so 7-8 rows take a chunk
+// in two half passes (each with every row) instead of a pass of 6 and a pass of 1-2. The prefetches
+// are spread evenly: ceil(lines / k) lines of [prefetch, prefetch_end) per k.
+template <int R>
+static inline void gemv_half(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
+                             const char* prefetch, const char* prefetch_end) {
+  const int64_t lines_per_k = k1 > k0 ? ((prefetch_end - prefetch) / 64 + (k1 - k0) - 1) / (k1 - k0) : 0;
+#if defined(__AVX512F__)
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < 2; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
+  w += k0 * kBlock;
+  for (int64_t k = k0; k < k1; ++k, w += kBlock) {
+    for (int64_t line = 0; line < lines_per_k && prefetch < prefetch_end; ++line, prefetch += 64)
+      _mm_prefetch(prefetch, _MM_HINT_T1);
+    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xk = _mm512_set1_ps(x[r * xs + k]);
+      acc[r][0] = _mm512_fmadd_ps(w0, xk, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(w1, xk, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < 2; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
+#else
+  (void)lines_per_k;
+  if (k0 == 0)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kBlock / 2; ++j) y[r * kBlock + j] = 0.f;
+  w += k0 * kBlock;
+  for (int64_t k = k0; k < k1; ++k, w += kBlock)
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < kBlock / 2; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
 #endif
 }
 
@@ -140,14 +179,15 @@ static inline void finish(const float* y, const float* bias, float* out, int64_t
 }
 
 constexpr int kRows = 6;      // rows per pass (6 x 4 accumulators in registers)
+constexpr int kHalfRows = 8;  // up to this many rows take a chunk in two half passes (8 x 2 accumulators)
 constexpr int64_t kChunk = 128;  // k per chunk when more rows than one pass: 32 KB of weights
 
 // This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt)),
 // finished by the epilogue: out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N].
 // Up to 6 rows take one pass over each block, streaming it from memory. More rows take a block
-// chunk by chunk, every group of 6 rows over a chunk before the next chunk, so the weights are read
-// from memory once and re-read from the L1/L2 caches; the passes that read a chunk from the caches
-// prefetch the next one meanwhile, so that the memory does not idle.
+// chunk by chunk, every group of 6 rows over a chunk before the next chunk (7-8 rows: two half
+// passes, each with every row), so the weights are read from memory once and re-read from the
+// L1/L2 caches; the passes over a chunk prefetch the next one meanwhile, so that the memory does not idle.
 static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
                  Epilogue epilogue, int t, int nt) {
   const int64_t blocks = (N + kBlock - 1) / kBlock;
@@ -165,6 +205,18 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
       const char* next = reinterpret_cast<const char*>(block + k1 * kBlock);
       const int64_t next_k = k1 < K ? std::min(K, k1 + chunk) - k1 : (b + 1 < last ? std::min(K, chunk) : 0);
       const char* next_end = chunked ? next + next_k * kBlock * sizeof(float) : next;
+      if (chunked && B <= kHalfRows) {  // 7-8 rows: two half passes with every row
+        const char* middle = next + (next_end - next) / 128 * 64;  // each prefetches half the next chunk
+        for (int half = 0; half < 2; ++half) {
+          const float* wh = block + half * (kBlock / 2);
+          float* yh = y.data() + half * (kBlock / 2);
+          const char* from = half == 0 ? next : middle;
+          const char* to = half == 0 ? middle : next_end;
+          if (B == 7) gemv_half<7>(wh, x, K, k0, k1, yh, from, to);
+          else gemv_half<8>(wh, x, K, k0, k1, yh, from, to);
+        }
+        continue;
+      }
       for (int64_t r0 = 0; r0 < B; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, B - r0);
         const float* xr = x + r0 * K;
