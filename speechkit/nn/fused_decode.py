@@ -28,6 +28,7 @@ from torch import nn
 
 from speechkit.nn.attention import KVCache
 from speechkit.nn.decode_kernel import compiled_kernels
+from speechkit.nn.huge_pages import huge_page_zeros
 from speechkit.nn.lean_decode import LeanDecoder, norm_parts
 
 #: outputs per stream block (one block: 64 outputs x all inputs, contiguous)
@@ -36,10 +37,14 @@ STREAM_BLOCK = 64
 
 def pack_stream(weight: torch.Tensor) -> torch.Tensor:
     """A linear layer's weight FloatTensor[N, K] -> stream blocks FloatTensor[ceil(N / 64), K, 64]
-    (``blocks[b, k, j] = weight[64 b + j, k]``; rows past N are zeros)."""
+    (``blocks[b, k, j] = weight[64 b + j, k]``; rows past N are zeros), on huge pages on CPU
+    (:mod:`speechkit.nn.huge_pages`)."""
     rows, columns = weight.shape
     padded = F.pad(weight.detach().float(), (0, 0, 0, -rows % STREAM_BLOCK))
-    return padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2).contiguous()
+    blocks = padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2)
+    if weight.device.type != "cpu":
+        return blocks.contiguous()
+    return huge_page_zeros(blocks.shape).copy_(blocks)  # streamed every step: on huge pages
 
 
 def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
