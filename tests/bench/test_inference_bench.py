@@ -42,6 +42,11 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
         assert 0.0 <= row["greedy_token_agreement"] <= 1.0
         assert ("floor_ms" in row) == (batch == 1)
         assert len(row["decode_s_runs"]) == 2 and row["decode_s"] == min(row["decode_s_runs"])  # the faster run
+    for precision in ("fp32", "bf16", "int8"):  # the median of the per-turn ratios
+        single, batched = rows[precision, 1], rows[precision, 3]
+        assert "batch_speedup_paired" not in single
+        per_turn = [(batched["frames"] / b) / (single["frames"] / s) for s, b in zip(single["decode_s_runs"], batched["decode_s_runs"])]
+        assert batched["batch_speedup_paired"] == pytest.approx(sum(per_turn) / 2)  # two turns: their mean
     assert rows["fp32", 1]["greedy_token_agreement"] == 1.0
     fused = decode_kernel_available() and onednn_packing_available()
     assert rows["fp32", 1]["step"] == ("fused" if fused else "lean") and rows["int8", 3]["step"] == "lean"
