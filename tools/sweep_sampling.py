@@ -7,8 +7,8 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), best-of-N
 reranking (``candidates``, ``candidate_temperature``, ``candidate_top_k``, ``candidate_languages``
 as ``en+zh``), the LMs'
-inference ``precision`` (``fp32``/``bf16``/``int8``) and ``kv_cache`` (``fp32``/``bf16``/``int8``; the
-pipeline is reloaded for them) and options
+inference ``precision`` (``fp32``/``bf16``/``int8``), ``kv_cache`` (``fp32``/``bf16``/``int8``) and
+``compile`` (``true``: the NAR through torch.compile; the pipeline is reloaded for these three) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
 ``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
 trained with ``train_nar --run-name``), to compare NARs on the same AR outputs' settings.
@@ -39,7 +39,8 @@ from speechkit.infer.pipeline_pack import directory_fingerprint
 
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str,
                  "candidates": int, "candidate_temperature": float, "candidate_top_k": int,
-                 "candidate_languages": lambda value: value.split("+")}
+                 "candidate_languages": lambda value: value.split("+"),
+                 "compile": lambda value: value.lower() in ("1", "true", "yes")}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def load_nar(pack_dir: Path, evaluator: CheckpointEvaluator) -> Any:
     from speechkit.pack import load_pack
 
     nar_lm = load_pack(pack_dir, kinds=["nar_lm"], device=evaluator.pipeline.device)["nar_lm"]
-    return apply_precision(nar_lm.eval(), evaluator.pipeline.options.precision)
+    options = evaluator.pipeline.options
+    return apply_precision(nar_lm.eval(), options.precision, compile=options.compile)
 
 
 def main() -> int:
@@ -99,11 +101,11 @@ def main() -> int:
         setting = parse_setting(text, evaluator.pipeline.ar_lm.config)
         sampling = {key: value for key, value in setting.items() if not key.startswith("ar.")}
         infer = dataclasses.replace(evaluator.infer, **sampling)
-        if (infer.precision, infer.kv_cache) != precision:  # LMs are prepared in place for one precision: reload
+        if (infer.precision, infer.kv_cache, infer.compile) != precision:  # LMs are prepared in place: reload
             evaluator.pipeline = VallexPipeline.load(Path("exp") / "vallex_pack", infer.synthesis_options())
             if args.nar_pack:
                 evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
-            precision = (infer.precision, infer.kv_cache)
+            precision = (infer.precision, infer.kv_cache, infer.compile)
         ar_lm = evaluator.pipeline.ar_lm
         ar_config = ar_lm.config
         apply_ar_decoding(ar_lm, {key[3:]: value for key, value in setting.items() if key.startswith("ar.")})
