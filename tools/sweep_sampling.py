@@ -37,10 +37,14 @@ from speechkit.config import load_config, validate_options
 from speechkit.infer.pipeline import VallexPipeline, apply_ar_decoding
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
+def _boolean(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str,
                  "candidates": int, "candidate_temperature": float, "candidate_top_k": int,
                  "candidate_languages": lambda value: value.split("+"),
-                 "compile": lambda value: value.lower() in ("1", "true", "yes")}
+                 "compile": _boolean}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
         field = key.removeprefix("ar.")
         if key.startswith("ar.") and field in ar_fields and value:
             current = getattr(ar_config, field)
-            setting[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+            setting[key] = _boolean(value) if isinstance(current, bool) else type(current)(value)
         elif key in SAMPLING_KEYS and value:
             setting[key] = SAMPLING_KEYS[key](value)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import statistics
 import sys
 from typing import Any, Callable, Sequence
 
@@ -208,10 +209,8 @@ def paired_speedup(single: Sequence[dict[str, Any]], batched: Sequence[dict[str,
     apart, so a drift or burst of the host's memory bandwidth, which moves batch 1 (memory-bound)
     more than batch 8, cancels out of it; ``batch_speedup`` divides the fastest runs, which may
     come from different moments."""
-    ratios = sorted((sum(b["frames"]) / b["decode_s"]) / (sum(s["frames"]) / s["decode_s"])
-                    for s, b in zip(single, batched))
-    middle = len(ratios) // 2
-    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    return statistics.median((sum(b["frames"]) / b["decode_s"]) / (sum(s["frames"]) / s["decode_s"])
+                             for s, b in zip(single, batched))
 
 
 def decoding_step_name(model: nn.Module, device: torch.device) -> str:

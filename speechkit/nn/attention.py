@@ -46,9 +46,8 @@ class KVCache:
         if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
             raise ValueError(f"KV cache dtype must be float32, bfloat16, float16 or int8, got {dtype}")
         shape = (num_layers, batch_size, num_heads, max_length, head_dim)
-        on_cpu = torch.device(device).type == "cpu"  # CPU: on huge pages (every step streams the cache)
-        self.keys = huge_page_zeros(shape, dtype) if on_cpu else torch.zeros(shape, dtype=dtype, device=device)
-        self.values = huge_page_zeros(shape, dtype) if on_cpu else torch.zeros(shape, dtype=dtype, device=device)
+        self.keys = huge_page_zeros(shape, dtype, device)  # every step streams the cache: huge pages on CPU
+        self.values = huge_page_zeros(shape, dtype, device)
         self.quantized = dtype == torch.int8
         self.key_scales: torch.Tensor | None = None
         self.value_scales: torch.Tensor | None = None

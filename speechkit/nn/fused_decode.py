@@ -1,5 +1,5 @@
-"""One batch-1 decoding step of a whole :class:`~speechkit.nn.transformer.TransformerStack` in one
-compiled call (CPU, fp32 weights).
+"""One decoding step of a whole :class:`~speechkit.nn.transformer.TransformerStack`, for a batch of
+sequences, in one compiled call (CPU, fp32 weights).
 
 Batch-1 decoding reads every weight once per step, so its floor is the weight bytes over the
 memory bandwidth. With one oneDNN matrix-vector product per linear layer (and the norms, attention
@@ -12,7 +12,7 @@ step runs at close to the streaming rate.
 It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps the linear
 layers of the stacks this runner supports in that layout (one copy; the prompt's many rows go
 through :func:`stream_linear`, the same sums) when the precision is fp32 on CPU. :meth:`TransformerStack.decode_step` then
-uses :class:`FusedDecoder` for steps of one sequence and :class:`~speechkit.nn.lean_decode.LeanDecoder`
+uses :class:`FusedDecoder` for fp32 steps on CPU and :class:`~speechkit.nn.lean_decode.LeanDecoder`
 for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
 by layer computation up to float rounding (sums in a different order): tests compare them. Every
 output of a linear layer is one chain of multiply-adds in input order, whatever the batch, so a
@@ -42,9 +42,7 @@ def pack_stream(weight: torch.Tensor) -> torch.Tensor:
     rows, columns = weight.shape
     padded = F.pad(weight.detach().float(), (0, 0, 0, -rows % STREAM_BLOCK))
     blocks = padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2)
-    if weight.device.type != "cpu":
-        return blocks.contiguous()
-    return huge_page_zeros(blocks.shape).copy_(blocks)  # streamed every step: on huge pages
+    return huge_page_zeros(blocks.shape, device=weight.device).copy_(blocks)  # streamed every step
 
 
 def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -31,82 +31,43 @@ namespace fused {
 
 constexpr int64_t kBlock = 64;
 
-// y[r, 0:64] += sum_{k in [k0, k1)} w[k, 0:64] * x[r, k] for R rows of x (row stride xs) and one
-// stream block w [K, 64] (y starts from zeros when k0 == 0). Every output is one chain of fused
-// multiply-adds in k order whatever R and the chunks are, so a sequence's result does not depend
-// on its batch. Meanwhile, two cache lines per k from [prefetch, prefetch_end) are fetched into L2.
-template <int R>
-static inline void gemv_chunk(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
-                              const char* prefetch, const char* prefetch_end) {
+// y[r, 0:16V] += sum_{k in [k0, k1)} w[k, 0:16V] * x[r, k] for R rows of x (row stride xs), where
+// w points at a stream block [K, 64] or at its second half of columns (V = 2) and y at the matching
+// outputs of each row (row stride 64; y starts from zeros when k0 == 0). R x V accumulator vectors
+// stay in registers: V = 4 (a whole block) for up to 6 rows, V = 2 (half a block) for 7-8 rows, which
+// then take a chunk in two half passes instead of a pass of 6 and a pass of 1-2. Every output is one
+// chain of fused multiply-adds in k order whatever R, V and the chunks are, so a sequence's result
+// does not depend on its batch. Meanwhile up to lines_per_k cache lines per k from
+// [prefetch, prefetch_end) are fetched into L2.
+template <int R, int V>
+static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
+                             const char* prefetch, const char* prefetch_end, int64_t lines_per_k) {
 #if defined(__AVX512F__)
-  __m512 acc[R][4];
+  __m512 acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < 4; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
-  w += k0 * kBlock;
-  for (int64_t k = k0; k < k1; ++k, w += kBlock) {
-    if (prefetch < prefetch_end) {
-      _mm_prefetch(prefetch, _MM_HINT_T1);
-      _mm_prefetch(prefetch + 64, _MM_HINT_T1);
-      prefetch += 128;
-    }
-    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16), w2 = _mm512_loadu_ps(w + 32),
-                 w3 = _mm512_loadu_ps(w + 48);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xk = _mm512_set1_ps(x[r * xs + k]);
-      acc[r][0] = _mm512_fmadd_ps(w0, xk, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(w1, xk, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(w2, xk, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(w3, xk, acc[r][3]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
-#else
-  if (k0 == 0)
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] = 0.f;
-  w += k0 * kBlock;
-  for (int64_t k = k0; k < k1; ++k, w += kBlock)
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kBlock; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
-#endif
-}
-
-// The same for half a block: y[r, 0:32] += sum_k w[k, 0:32] * x[r, k], where w points at the
-// first or the second 32 columns of a block (row stride 64) and y at the matching half of the rows'
-// outputs. Two vectors per row leave room for up to 12 rows in registers, so 7-8 rows take a chunk
-// in two half passes (each with every row) instead of a pass of 6 and a pass of 1-2. The prefetches
-// are spread evenly: ceil(lines / k) lines of [prefetch, prefetch_end) per k.
-template <int R>
-static inline void gemv_half(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
-                             const char* prefetch, const char* prefetch_end) {
-  const int64_t lines_per_k = k1 > k0 ? ((prefetch_end - prefetch) / 64 + (k1 - k0) - 1) / (k1 - k0) : 0;
-#if defined(__AVX512F__)
-  __m512 acc[R][2];
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < 2; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
+    for (int i = 0; i < V; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
   w += k0 * kBlock;
   for (int64_t k = k0; k < k1; ++k, w += kBlock) {
     for (int64_t line = 0; line < lines_per_k && prefetch < prefetch_end; ++line, prefetch += 64)
       _mm_prefetch(prefetch, _MM_HINT_T1);
-    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+    __m512 weights[V];
+    for (int i = 0; i < V; ++i) weights[i] = _mm512_loadu_ps(w + 16 * i);
     for (int r = 0; r < R; ++r) {
       const __m512 xk = _mm512_set1_ps(x[r * xs + k]);
-      acc[r][0] = _mm512_fmadd_ps(w0, xk, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(w1, xk, acc[r][1]);
+      for (int i = 0; i < V; ++i) acc[r][i] = _mm512_fmadd_ps(weights[i], xk, acc[r][i]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < 2; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
+    for (int i = 0; i < V; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
 #else
-  (void)lines_per_k;
+  (void)prefetch, (void)prefetch_end, (void)lines_per_k;
   if (k0 == 0)
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kBlock / 2; ++j) y[r * kBlock + j] = 0.f;
+      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] = 0.f;
   w += k0 * kBlock;
   for (int64_t k = k0; k < k1; ++k, w += kBlock)
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < kBlock / 2; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
+      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
 #endif
 }
 
@@ -212,8 +173,9 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
           float* yh = y.data() + half * (kBlock / 2);
           const char* from = half == 0 ? next : middle;
           const char* to = half == 0 ? middle : next_end;
-          if (B == 7) gemv_half<7>(wh, x, K, k0, k1, yh, from, to);
-          else gemv_half<8>(wh, x, K, k0, k1, yh, from, to);
+          const int64_t lines_per_k = ((to - from) / 64 + (k1 - k0) - 1) / (k1 - k0);  // spread evenly over k
+          if (B == 7) gemv_pass<7, 2>(wh, x, K, k0, k1, yh, from, to, lines_per_k);
+          else gemv_pass<8, 2>(wh, x, K, k0, k1, yh, from, to, lines_per_k);
         }
         continue;
       }
@@ -222,12 +184,12 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
         const float* xr = x + r0 * K;
         float* yr = y.data() + r0 * kBlock;
         switch (rows) {
-          case 1: gemv_chunk<1>(block, xr, K, k0, k1, yr, next, next_end); break;
-          case 2: gemv_chunk<2>(block, xr, K, k0, k1, yr, next, next_end); break;
-          case 3: gemv_chunk<3>(block, xr, K, k0, k1, yr, next, next_end); break;
-          case 4: gemv_chunk<4>(block, xr, K, k0, k1, yr, next, next_end); break;
-          case 5: gemv_chunk<5>(block, xr, K, k0, k1, yr, next, next_end); break;
-          default: gemv_chunk<6>(block, xr, K, k0, k1, yr, next, next_end); break;
+          case 1: gemv_pass<1, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          case 2: gemv_pass<2, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          case 3: gemv_pass<3, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          case 4: gemv_pass<4, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          case 5: gemv_pass<5, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          default: gemv_pass<6, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
         }
         next = std::min(next + (k1 - k0) * 128, next_end);
       }

@@ -35,17 +35,19 @@ def huge_pages_enabled() -> bool:
     return os.environ.get("SPEECHKIT_HUGE_PAGES", "1") != "0" and hasattr(mmap, "MADV_HUGEPAGE")
 
 
-def huge_page_zeros(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A zero-filled contiguous CPU tensor of ``shape`` and ``dtype``, on memory marked for huge pages
-    when it is at least one huge page (see the module docstring); ``torch.zeros`` otherwise.
+def huge_page_zeros(shape: Sequence[int], dtype: torch.dtype = torch.float32,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """A zero-filled contiguous tensor of ``shape`` and ``dtype``: on CPU on memory marked for huge
+    pages when it is at least one huge page (see the module docstring); ``torch.zeros`` otherwise
+    (other devices, small tensors, no ``madvise``).
 
     The memory is a private anonymous mapping, freed when the tensor (and every view of it) is
     gone. It is zero-filled by the kernel, and pages are only allocated when first touched.
     """
     numel = math.prod(int(size) for size in shape)
     nbytes = numel * torch.empty((), dtype=dtype).element_size()
-    if nbytes < HUGE_PAGE_BYTES or not huge_pages_enabled():
-        return torch.zeros(tuple(shape), dtype=dtype)
+    if torch.device(device).type != "cpu" or nbytes < HUGE_PAGE_BYTES or not huge_pages_enabled():
+        return torch.zeros(tuple(shape), dtype=dtype, device=device)
     try:
         mapping = mmap.mmap(-1, nbytes + HUGE_PAGE_BYTES, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         address = ctypes.addressof(ctypes.c_char.from_buffer(mapping))
