@@ -11,7 +11,8 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   packs them for oneDNN like the rest);
 * ``bf16``: bfloat16 weights (half the bytes per step; AVX512-BF16 / tensor-core matmuls), the
   activations around them stay fp32 (cast in and out), so norms, softmax, positions and the KV
-  cache keep full precision;
+  cache keep full precision; on CPU the AR decoder stacks keep them as bfloat16 stream blocks
+  for the fused step, as fp32 does;
 * ``int8``: dynamic quantisation (CPU only): int8 weights with one scale per output channel,
   activations quantised per call (``torch.ao.quantization.quantize_dynamic``; VNNI kernels).
   The activation scale is shared by the rows of a call, so a sequence's output can depend on
@@ -72,7 +73,7 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = dtype
-        stream = stream and dtype == torch.float32 and linear.weight.device.type == "cpu"
+        stream = stream and dtype in (torch.float32, torch.bfloat16) and linear.weight.device.type == "cpu"
         weight = None if stream else linear.weight.detach().to(dtype).contiguous()
         self.packed = pack and not stream and linear.weight.device.type == "cpu"
         if self.packed:
@@ -80,18 +81,20 @@ class PackedLinear(nn.Module):
         self.register_buffer("weight", weight, persistent=False)
         #: the weights as stream blocks instead (``stream=True``): read by the fused decoding step
         #: (:mod:`speechkit.nn.fused_decode`) and by :func:`~speechkit.nn.fused_decode.stream_linear` here
-        self.register_buffer("stream_weight", pack_stream(linear.weight) if stream else None, persistent=False)
-        bias = None if linear.bias is None else linear.bias.detach().to(dtype).contiguous()
+        self.register_buffer("stream_weight", pack_stream(linear.weight, dtype) if stream else None, persistent=False)
+        bias_dtype = torch.float32 if stream else dtype  # stream layers add a float32 bias to float32 sums
+        bias = None if linear.bias is None else linear.bias.detach().to(bias_dtype).contiguous()
         if stream and bias is None:
             bias = torch.zeros(self.out_features)
         self.register_buffer("bias", bias, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features]."""
+        if self.stream_weight is not None:  # float32 in and out (bf16 blocks round the inputs themselves)
+            out = stream_linear(x, self.stream_weight, self.bias)
+            return out if out.dtype == x.dtype else out.to(x.dtype)
         inputs = x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
-        if self.stream_weight is not None:
-            out = stream_linear(inputs, self.stream_weight, self.bias)
-        elif self.packed:
+        if self.packed:
             out = torch.ops.mkldnn._linear_pointwise(inputs.contiguous(), self.weight, self.bias, "none", [], "")
         else:
             out = F.linear(inputs, self.weight, self.bias)
@@ -172,9 +175,10 @@ def apply_precision(
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
         kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
-        fused_step: with fp32 packing on CPU, keep the weights of the decoder stacks' linear
-            layers as stream blocks for the fused decoding step (:mod:`speechkit.nn.fused_decode`;
-            at paper size, batch 1, ~1.7x faster than the layer-by-layer step with oneDNN).
+        fused_step: with fp32 or bf16 packing on CPU, keep the weights of the decoder stacks'
+            linear layers as stream blocks for the fused decoding step
+            (:mod:`speechkit.nn.fused_decode`; at paper size, batch 1, ~1.7x (fp32) and ~2.5x
+            (bf16) faster than the layer-by-layer step with oneDNN).
         compile: run the Transformer stacks of a non-autoregressive model through
             ``torch.compile`` (:func:`compile_targets`, :mod:`speechkit.infer.compiled`); fp32 or
             bf16. The first call compiles (tens of seconds at paper size).
@@ -210,7 +214,7 @@ def apply_precision(
             _replace_linears(stack, dtype=dtype, pack=False)
     pack = pack and device.type == "cpu" and onednn_packing_available()
     if pack or precision == "bf16":
-        streamed = _fused_step_linears(module) if precision == "fp32" and fused_step else frozenset()
+        streamed = _fused_step_linears(module) if pack and fused_step else frozenset()
         _replace_linears(module, streamed, compiled_linears, dtype=dtype, pack=pack)
     for stack in compiled:
         compile_module(stack)

@@ -1,5 +1,5 @@
 """One decoding step of a whole :class:`~speechkit.nn.transformer.TransformerStack`, for a batch of
-sequences, in one compiled call (CPU, fp32 weights).
+sequences, in one compiled call (CPU, fp32 or bf16 weights).
 
 Batch-1 decoding reads every weight once per step, so its floor is the weight bytes over the
 memory bandwidth. With one oneDNN matrix-vector product per linear layer (and the norms, attention
@@ -11,9 +11,10 @@ step runs at close to the streaming rate.
 
 It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps the linear
 layers of the stacks this runner supports in that layout (one copy; the prompt's many rows go
-through :func:`stream_linear`, the same sums) when the precision is fp32 on CPU. :meth:`TransformerStack.decode_step` then
-uses :class:`FusedDecoder` for fp32 steps on CPU and :class:`~speechkit.nn.lean_decode.LeanDecoder`
-for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
+through :func:`stream_linear`, the same sums) when the precision is fp32 or bf16 on CPU (bf16:
+pairs of bfloat16 weights multiplied by the inputs rounded to bfloat16, ``vdpbf16ps``, sums in
+float32). :meth:`TransformerStack.decode_step` then uses :class:`FusedDecoder` for steps on CPU
+with float32 inputs and :class:`~speechkit.nn.lean_decode.LeanDecoder` for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
 by layer computation up to float rounding (sums in a different order): tests compare them. Every
 output of a linear layer is one chain of multiply-adds in input order, whatever the batch, so a
 sequence's step does not depend on the sequences decoded with it.
@@ -35,27 +36,51 @@ from speechkit.nn.lean_decode import LeanDecoder, norm_parts
 STREAM_BLOCK = 64
 
 
-def pack_stream(weight: torch.Tensor) -> torch.Tensor:
-    """A linear layer's weight FloatTensor[N, K] -> stream blocks FloatTensor[ceil(N / 64), K, 64]
-    (``blocks[b, k, j] = weight[64 b + j, k]``; rows past N are zeros), on huge pages on CPU
-    (:mod:`speechkit.nn.huge_pages`)."""
+def pack_stream(weight: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A linear layer's weight FloatTensor[N, K] -> stream blocks, on huge pages on CPU
+    (:mod:`speechkit.nn.huge_pages`); rows past N (and, for bf16, input K) are zeros.
+
+    * float32: FloatTensor[ceil(N / 64), K, 64], ``blocks[b, k, j] = weight[64 b + j, k]``;
+    * bfloat16: BFloat16Tensor[ceil(N / 64), ceil(K / 2), 64, 2], ``blocks[b, k, j, i] =
+      weight[64 b + j, 2 k + i]`` (rounded to nearest even): each 32-bit element holds two
+      consecutive inputs' weights, which one ``vdpbf16ps`` lane multiplies.
+    """
+    if dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"stream blocks are float32 or bfloat16, not {dtype}")
     rows, columns = weight.shape
-    padded = F.pad(weight.detach().float(), (0, 0, 0, -rows % STREAM_BLOCK))
-    blocks = padded.view(-1, STREAM_BLOCK, columns).transpose(1, 2)
-    return huge_page_zeros(blocks.shape, device=weight.device).copy_(blocks)  # streamed every step
+    inputs = 1 if dtype == torch.float32 else 2
+    padded = F.pad(weight.detach().float(), (0, -columns % inputs, 0, -rows % STREAM_BLOCK)).to(dtype)
+    blocks = padded.view(-1, STREAM_BLOCK, padded.shape[1] // inputs, inputs).transpose(1, 2)
+    if inputs == 1:
+        blocks = blocks.squeeze(-1)
+    return huge_page_zeros(blocks.shape, dtype, weight.device).copy_(blocks)  # streamed every step
+
+
+def unpack_stream(blocks: torch.Tensor, inputs: int) -> torch.Tensor:
+    """Stream blocks (:func:`pack_stream`) -> the float32 weight [ceil(N / 64) * 64, inputs] they
+    hold (rows past N zero), for the torch path of :func:`stream_linear`."""
+    if blocks.dim() == 4:  # bfloat16 pairs [nb, ceil(K/2), 64, 2] -> [nb, 64, K]
+        weight = blocks.float().permute(0, 2, 1, 3).reshape(blocks.shape[0], STREAM_BLOCK, -1)[..., :inputs]
+    else:
+        weight = blocks.transpose(1, 2)
+    return weight.reshape(-1, inputs)
 
 
 def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A linear layer kept as stream blocks: x FloatTensor[..., K], blocks FloatTensor[ceil(N / 64),
-    K, 64] (:func:`pack_stream`), bias FloatTensor[N] -> FloatTensor[..., N]. The compiled kernel
-    on CPU (the same sums as the fused step), torch elsewhere and when gradients are needed."""
+    """A linear layer kept as stream blocks: x FloatTensor[..., K], blocks (:func:`pack_stream`,
+    float32 or bfloat16), bias FloatTensor[N] -> FloatTensor[..., N]. bfloat16 blocks multiply x
+    rounded to bfloat16 (sums in float32). The compiled kernel on CPU (the same sums as the fused
+    step), torch elsewhere and when gradients are needed."""
     kernel = compiled_kernels() if x.device.type == "cpu" else None
-    flat = x.reshape(-1, x.shape[-1])
+    flat = x.reshape(-1, x.shape[-1]).float()
     outputs = bias.shape[0]
     if kernel is None or (torch.is_grad_enabled() and (x.requires_grad or blocks.requires_grad)):
-        out = torch.einsum("mk,bkj->mbj", flat, blocks).reshape(flat.shape[0], -1)[:, :outputs] + bias
+        if blocks.dtype == torch.bfloat16:
+            flat = flat.to(torch.bfloat16).float()
+        weight = unpack_stream(blocks, flat.shape[1])[:outputs]
+        out = flat @ weight.t() + bias
     else:
-        out = kernel.stream_linear(flat.float().contiguous(), blocks, bias)
+        out = kernel.stream_linear(flat.contiguous(), blocks, bias.float().contiguous())
     return out.view(*x.shape[:-1], outputs)
 
 

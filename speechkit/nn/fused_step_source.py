@@ -7,7 +7,10 @@ a batch:
 * the weights of each linear layer are stored as "stream" blocks, FloatTensor[ceil(N/64), K, 64]
   (``block[b, k, j] = W[64 b + j, k]``, zero rows past N): a block is one contiguous run of
   memory that gives 64 outputs, read front to back with one weight cache line per fused
-  multiply-add row, the access pattern the hardware prefetchers stream fastest;
+  multiply-add row, the access pattern the hardware prefetchers stream fastest; bf16 weights
+  keep the same layout of 32-bit elements with a pair of inputs per element,
+  BFloat16Tensor[ceil(N/64), ceil(K/2), 64, 2], multiplied by the inputs rounded to bfloat16
+  with ``vdpbf16ps`` (half the bytes and half the instructions per multiply-add);
 * up to 6 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
   of 6 over a chunk before the next (7-8 sequences: two passes over the chunk's two halves of
   columns, each with every sequence), prefetching the next chunk meanwhile: the weights are read
@@ -31,43 +34,96 @@ namespace fused {
 
 constexpr int64_t kBlock = 64;
 
-// y[r, 0:16V] += sum_{k in [k0, k1)} w[k, 0:16V] * x[r, k] for R rows of x (row stride xs), where
-// w points at a stream block [K, 64] or at its second half of columns (V = 2) and y at the matching
-// outputs of each row (row stride 64; y starts from zeros when k0 == 0). R x V accumulator vectors
-// stay in registers: V = 4 (a whole block) for up to 6 rows, V = 2 (half a block) for 7-8 rows, which
-// then take a chunk in two half passes instead of a pass of 6 and a pass of 1-2. Every output is one
-// chain of fused multiply-adds in k order whatever R, V and the chunks are, so a sequence's result
-// does not depend on its batch. Meanwhile up to lines_per_k cache lines per k from
-// [prefetch, prefetch_end) are fetched into L2.
-template <int R, int V>
-static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t k0, int64_t k1, float* y,
-                             const char* prefetch, const char* prefetch_end, int64_t lines_per_k) {
+static inline float bits_float(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+static inline uint32_t float_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  return bits;
+}
+// float -> bfloat16 bits, rounded to nearest even (as torch's conversion; NaN stays NaN)
+static inline uint32_t bf16_bits(float value) {
+  if (std::isnan(value)) return 0x7FC0u;
+  const uint32_t bits = float_bits(value);
+  return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
+// The weight streams hold 32-bit elements; an Op says what one element is and how it multiplies
+// the matching element of the inputs (x converted by Op::input):
+// * F32: one float32 weight per element, times one input;
+// * BF16: two bfloat16 weights (inputs k and k + 1; the first in the low half) per element, times
+//   the two inputs rounded to bfloat16 (vdpbf16ps: acc += w0 x0 + w1 x1).
+struct F32 {
+  static constexpr int64_t kInputs = 1;  // inputs per element
+  static inline float input(const float* x, int64_t e, int64_t) { return x[e]; }
+  static inline float scalar(float w, float x) { return w * x; }
+#if defined(__AVX512F__)
+  static inline __m512 madd(__m512 w, __m512 x, __m512 acc) { return _mm512_fmadd_ps(w, x, acc); }
+#endif
+};
+struct BF16 {
+  static constexpr int64_t kInputs = 2;
+  static inline float input(const float* x, int64_t e, int64_t K) {
+    const uint32_t low = bf16_bits(x[2 * e]), high = 2 * e + 1 < K ? bf16_bits(x[2 * e + 1]) : 0u;
+    return bits_float(low | (high << 16));
+  }
+  static inline float scalar(float w, float x) {
+    const uint32_t wb = float_bits(w), xb = float_bits(x);
+    return bits_float(wb << 16) * bits_float(xb << 16) + bits_float(wb & 0xFFFF0000u) * bits_float(xb & 0xFFFF0000u);
+  }
+#if defined(__AVX512BF16__)
+  static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {
+    return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(w), reinterpret_cast<__m512bh&>(x));
+  }
+#elif defined(__AVX512F__)
+  static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {  // without AVX512-BF16: the two products in turn
+    const __m512i wi = _mm512_castps_si512(w), xi = _mm512_castps_si512(x), high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(wi, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(xi, 16)), acc);
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(wi, high)), _mm512_castsi512_ps(_mm512_and_si512(xi, high)), acc);
+  }
+#endif
+};
+
+// y[r, 0:16V] += sum_{e in [e0, e1)} w[e, 0:16V] * x[r, e] (Op's product) for R rows of x (element
+// (r, e) at x[r * xs + e * es]), where w points at a stream block [E, 64] or at its second half of
+// columns (V = 2) and y at the matching outputs of each row (row stride 64; y starts from zeros when
+// e0 == 0). R x V accumulator vectors stay in registers: V = 4 (a whole block) for up to 6 rows, V = 2
+// (half a block) for 7-8 rows, which then take a chunk in two half passes instead of a pass of 6 and a
+// pass of 1-2. Every output is one chain of multiply-adds in input order whatever R, V and the chunks
+// are, so a sequence's result does not depend on its batch. Meanwhile up to lines_per_e cache lines
+// per element from [prefetch, prefetch_end) are fetched into L2.
+template <typename Op, int R, int V>
+static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t es, int64_t e0, int64_t e1, float* y,
+                             const char* prefetch, const char* prefetch_end, int64_t lines_per_e) {
 #if defined(__AVX512F__)
   __m512 acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int i = 0; i < V; ++i) acc[r][i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
-  w += k0 * kBlock;
-  for (int64_t k = k0; k < k1; ++k, w += kBlock) {
-    for (int64_t line = 0; line < lines_per_k && prefetch < prefetch_end; ++line, prefetch += 64)
+    for (int i = 0; i < V; ++i) acc[r][i] = e0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
+  w += e0 * kBlock;
+  for (int64_t e = e0; e < e1; ++e, w += kBlock) {
+    for (int64_t line = 0; line < lines_per_e && prefetch < prefetch_end; ++line, prefetch += 64)
       _mm_prefetch(prefetch, _MM_HINT_T1);
     __m512 weights[V];
     for (int i = 0; i < V; ++i) weights[i] = _mm512_loadu_ps(w + 16 * i);
     for (int r = 0; r < R; ++r) {
-      const __m512 xk = _mm512_set1_ps(x[r * xs + k]);
-      for (int i = 0; i < V; ++i) acc[r][i] = _mm512_fmadd_ps(weights[i], xk, acc[r][i]);
+      const __m512 xe = _mm512_set1_ps(x[r * xs + e * es]);
+      for (int i = 0; i < V; ++i) acc[r][i] = Op::madd(weights[i], xe, acc[r][i]);
     }
   }
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < V; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
 #else
-  (void)prefetch, (void)prefetch_end, (void)lines_per_k;
-  if (k0 == 0)
+  (void)prefetch, (void)prefetch_end, (void)lines_per_e;
+  if (e0 == 0)
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] = 0.f;
-  w += k0 * kBlock;
-  for (int64_t k = k0; k < k1; ++k, w += kBlock)
+  w += e0 * kBlock;
+  for (int64_t e = e0; e < e1; ++e, w += kBlock)
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] += w[j] * x[r * xs + k];
+      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] += Op::scalar(w[j], x[r * xs + e * es]);
 #endif
 }
 
@@ -141,57 +197,71 @@ static inline void finish(const float* y, const float* bias, float* out, int64_t
 
 constexpr int kRows = 6;      // rows per pass (6 x 4 accumulators in registers)
 constexpr int kHalfRows = 8;  // up to this many rows take a chunk in two half passes (8 x 2 accumulators)
-constexpr int64_t kChunk = 128;  // k per chunk when more rows than one pass: 32 KB of weights
+constexpr int64_t kChunk = 128;  // elements per chunk when more rows than one pass: 32 KB of weights
 
-// This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt)),
-// finished by the epilogue: out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N].
-// Up to 6 rows take one pass over each block, streaming it from memory. More rows take a block
-// chunk by chunk, every group of 6 rows over a chunk before the next chunk (7-8 rows: two half
-// passes, each with every row), so the weights are read from memory once and re-read from the
-// L1/L2 caches; the passes over a chunk prefetch the next one meanwhile, so that the memory does not idle.
+// This thread's share of Y = X W^T + bias for B rows X [B, K] (blocks [nb t / nt, nb (t + 1) / nt) of
+// the stream w [nb, E, 64], E = ceil(K / Op::kInputs) elements per output), finished by the epilogue:
+// out = y (kBias), out += y (kResidual), out = gelu(y); out [B, N]. Up to 6 rows take one pass over
+// each block, streaming it from memory. More rows take a block chunk by chunk, every group of 6 rows
+// over a chunk before the next chunk (7-8 rows: two half passes, each with every row), so the weights
+// are read from memory once and re-read from the L1/L2 caches; the passes over a chunk prefetch the
+// next one meanwhile, so that the memory does not idle. The passes read X as Op's elements: as it
+// is for float32 weights and up to 6 rows, else converted once per call into a per-thread buffer
+// (bfloat16 pairs; for 7-8 rows transposed, so that the rows' elements for one input share a cache
+// line instead of 7-8 lines 4 K floats apart that compete for one L1 set).
+template <typename Op>
 static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
                  Epilogue epilogue, int t, int nt) {
-  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  const int64_t blocks = (N + kBlock - 1) / kBlock, E = (K + Op::kInputs - 1) / Op::kInputs;
   const int64_t first = blocks * t / nt, last = blocks * (t + 1) / nt;
-  const bool chunked = B > kRows;
-  const int64_t chunk = chunked ? kChunk : K;
-  thread_local std::vector<float> y;  // accumulators, kept per thread across calls (no allocation per product)
+  const bool chunked = B > kRows, halves = chunked && B <= kHalfRows;
+  const int64_t chunk = chunked ? kChunk : E;
+  thread_local std::vector<float> y, operand;  // accumulators and converted inputs, kept per thread across calls
   y.resize(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
+  const float* xe = x;
+  int64_t xs = K, es = 1;
+  if (Op::kInputs != 1 || halves) {
+    operand.resize(static_cast<size_t>(B * E));
+    xs = halves ? 1 : E, es = halves ? B : 1;
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t e = 0; e < E; ++e) operand[r * xs + e * es] = Op::input(x + r * K, e, K);
+    xe = operand.data();
+  }
   for (int64_t b = first; b < last; ++b) {
-    const float* block = w + b * K * kBlock;
+    const float* block = w + b * E * kBlock;
     const int64_t n0 = b * kBlock, count = std::min(kBlock, N - n0);
-    for (int64_t k0 = 0; k0 < K; k0 += chunk) {
-      const int64_t k1 = std::min(K, k0 + chunk);
+    for (int64_t e0 = 0; e0 < E; e0 += chunk) {
+      const int64_t e1 = std::min(E, e0 + chunk);
       // the next chunk: of this block, else the start of the next one
-      const char* next = reinterpret_cast<const char*>(block + k1 * kBlock);
-      const int64_t next_k = k1 < K ? std::min(K, k1 + chunk) - k1 : (b + 1 < last ? std::min(K, chunk) : 0);
-      const char* next_end = chunked ? next + next_k * kBlock * sizeof(float) : next;
-      if (chunked && B <= kHalfRows) {  // 7-8 rows: two half passes with every row
+      const char* next = reinterpret_cast<const char*>(block + e1 * kBlock);
+      const int64_t next_e = e1 < E ? std::min(E, e1 + chunk) - e1 : (b + 1 < last ? std::min(E, chunk) : 0);
+      const char* next_end = chunked ? next + next_e * kBlock * sizeof(float) : next;
+      if (halves) {  // 7-8 rows: two half passes with every row
         const char* middle = next + (next_end - next) / 128 * 64;  // each prefetches half the next chunk
         for (int half = 0; half < 2; ++half) {
           const float* wh = block + half * (kBlock / 2);
           float* yh = y.data() + half * (kBlock / 2);
           const char* from = half == 0 ? next : middle;
           const char* to = half == 0 ? middle : next_end;
-          const int64_t lines_per_k = ((to - from) / 64 + (k1 - k0) - 1) / (k1 - k0);  // spread evenly over k
-          if (B == 7) gemv_pass<7, 2>(wh, x, K, k0, k1, yh, from, to, lines_per_k);
-          else gemv_pass<8, 2>(wh, x, K, k0, k1, yh, from, to, lines_per_k);
+          const int64_t lines_per_e = ((to - from) / 64 + (e1 - e0) - 1) / (e1 - e0);  // spread evenly over e
+          if (B == 7) gemv_pass<Op, 7, 2>(wh, xe, xs, es, e0, e1, yh, from, to, lines_per_e);
+          else gemv_pass<Op, 8, 2>(wh, xe, xs, es, e0, e1, yh, from, to, lines_per_e);
         }
         continue;
       }
       for (int64_t r0 = 0; r0 < B; r0 += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, B - r0);
-        const float* xr = x + r0 * K;
+        const float* xr = xe + r0 * xs;
         float* yr = y.data() + r0 * kBlock;
         switch (rows) {
-          case 1: gemv_pass<1, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
-          case 2: gemv_pass<2, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
-          case 3: gemv_pass<3, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
-          case 4: gemv_pass<4, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
-          case 5: gemv_pass<5, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
-          default: gemv_pass<6, 4>(block, xr, K, k0, k1, yr, next, next_end, 2); break;
+          case 1: gemv_pass<Op, 1, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
+          case 2: gemv_pass<Op, 2, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
+          case 3: gemv_pass<Op, 3, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
+          case 4: gemv_pass<Op, 4, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
+          case 5: gemv_pass<Op, 5, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
+          default: gemv_pass<Op, 6, 4>(block, xr, xs, es, e0, e1, yr, next, next_end, 2); break;
         }
-        next = std::min(next + (k1 - k0) * 128, next_end);
+        next = std::min(next + (e1 - e0) * 128, next_end);
       }
     }
     for (int64_t r = 0; r < B; ++r) finish(y.data() + r * kBlock, bias + n0, out + r * N + n0, count, epilogue);
@@ -250,7 +320,7 @@ struct Cache {  // element strides of the keys/values [L, B, H, max_length, Dh] 
   int64_t layer_stride, batch_stride, head_stride, position_stride, scale_batch_stride, scale_head_stride;
 };
 
-template <typename T>
+template <typename T, typename Op>
 static void run_step(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float eps,
                      bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* x, float* out, T* keys,
                      T* values, float* key_scales, float* value_scales, const Cache& cache, const bool* valid,
@@ -268,7 +338,7 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
     for (size_t index = 0; index < layers.size(); ++index) {
       const Layer& l = layers[index];
       for (int64_t b = 0; b < B; ++b) layer_norm(hidden.data() + b * D, l.norm1_w, l.norm1_b, eps, D, normed.data() + b * D);
-      gemv(l.qkv_w, l.qkv_b, normed.data(), B, D, 3 * D, qkv.data(), Epilogue::kBias, t, nt);
+      gemv<Op>(l.qkv_w, l.qkv_b, normed.data(), B, D, 3 * D, qkv.data(), Epilogue::kBias, t, nt);
 #pragma omp barrier
       for (int64_t task = task_first; task < task_last; ++task) {
         const int64_t b = task / H, h = task % H;
@@ -285,12 +355,12 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
                   cache.position_stride, cache.position_stride, scale, attended.data() + b * D + h * Dh, scores.data());
       }
 #pragma omp barrier
-      gemv(l.out_w, l.out_b, attended.data(), B, D, D, hidden.data(), Epilogue::kResidual, t, nt);
+      gemv<Op>(l.out_w, l.out_b, attended.data(), B, D, D, hidden.data(), Epilogue::kResidual, t, nt);
 #pragma omp barrier
       for (int64_t b = 0; b < B; ++b) layer_norm(hidden.data() + b * D, l.norm2_w, l.norm2_b, eps, D, normed.data() + b * D);
-      gemv(l.ffn1_w, l.ffn1_b, normed.data(), B, D, F, inner.data(), activation, t, nt);
+      gemv<Op>(l.ffn1_w, l.ffn1_b, normed.data(), B, D, F, inner.data(), activation, t, nt);
 #pragma omp barrier
-      gemv(l.ffn2_w, l.ffn2_b, inner.data(), B, F, D, hidden.data(), Epilogue::kResidual, t, nt);
+      gemv<Op>(l.ffn2_w, l.ffn2_b, inner.data(), B, F, D, hidden.data(), Epilogue::kResidual, t, nt);
 #pragma omp barrier
     }
     for (int64_t b = B * t / nt; b < B * (t + 1) / nt; ++b)
@@ -305,11 +375,52 @@ static const float* checked(const torch::Tensor& tensor, std::initializer_list<i
   return tensor.data_ptr<float>();
 }
 
+// run_step with the cache's element type (float32, bfloat16 or int8 with scales)
+template <typename Op>
+static void step_with_cache(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float e,
+                            bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* xp, float* op,
+                            torch::Tensor& keys, torch::Tensor& values, c10::optional<torch::Tensor>& key_scales,
+                            c10::optional<torch::Tensor>& value_scales, const Cache& cache, const bool* valid_data,
+                            int64_t valid_stride, int64_t position) {
+  if (keys.scalar_type() == torch::kFloat) {
+    run_step<float, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<float>(),
+                        values.data_ptr<float>(), nullptr, nullptr, cache, valid_data, valid_stride, position);
+  } else if (keys.scalar_type() == torch::kBFloat16) {
+    run_step<uint16_t, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op,
+                           reinterpret_cast<uint16_t*>(keys.data_ptr<at::BFloat16>()),
+                           reinterpret_cast<uint16_t*>(values.data_ptr<at::BFloat16>()), nullptr, nullptr, cache,
+                           valid_data, valid_stride, position);
+  } else {
+    TORCH_CHECK(keys.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
+    TORCH_CHECK(key_scales.has_value() && value_scales.has_value(), "an int8 cache needs key and value scales");
+    for (const auto* s : {&*key_scales, &*value_scales}) {
+      TORCH_CHECK(s->scalar_type() == torch::kFloat && s->is_contiguous() && s->sizes() == keys.sizes().slice(0, 4),
+                  "scales must be contiguous FloatTensor[layers, batch, heads, max_length]");
+    }
+    run_step<int8_t, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<int8_t>(),
+                         values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
+                         cache, valid_data, valid_stride, position);
+  }
+}
+
+// A linear layer's stream blocks -> their 32-bit elements: float32 [ceil(N/64), K, 64], or bfloat16
+// [ceil(N/64), ceil(K/2), 64, 2] (pairs of inputs) where ``bf16``.
+static const float* checked_stream(const torch::Tensor& tensor, int64_t N, int64_t K, bool bf16, const char* what) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  if (!bf16) return checked(tensor, {blocks, K, kBlock}, what);
+  TORCH_CHECK(tensor.scalar_type() == torch::kBFloat16 && tensor.is_contiguous() && tensor.device().is_cpu(),
+              what, " must be a contiguous bfloat16 CPU tensor like the other weights");
+  TORCH_CHECK(tensor.sizes() == c10::IntArrayRef({blocks, (K + 1) / 2, kBlock, 2}), what, " has shape ", tensor.sizes(),
+              ", expected [", blocks, ", ", (K + 1) / 2, ", ", kBlock, ", 2]");
+  return reinterpret_cast<const float*>(tensor.data_ptr<at::BFloat16>());
+}
+
 }  // namespace fused
 
 // x [B, D] (the new position's inputs) -> out [B, D] (the stack's normed outputs); params: per layer
 // norm1 w/b [D], qkv stream [ceil(3D/64), D, 64] + bias [3D], out stream + bias [D], norm2 w/b,
-// ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D];
+// ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D] (the
+// streams all float32, or all bfloat16 [blocks, ceil(inputs/2), 64, 2]; everything else float32);
 // then the final norm's w/b. keys/values [L, B, H, max_length, Dh] (float32, bfloat16 or int8 with
 // scales [L, B, H, max_length]); valid [B, max_length] bool or None; the position is written and
 // positions [0, position] attended.
@@ -317,7 +428,7 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
                        torch::Tensor keys, torch::Tensor values, c10::optional<torch::Tensor> key_scales,
                        c10::optional<torch::Tensor> value_scales, c10::optional<torch::Tensor> valid, int64_t position) {
   using fused::checked;
-  using fused::kBlock;
+  using fused::checked_stream;
   TORCH_CHECK(params.size() % 12 == 2 && params.size() > 2, "params: 12 tensors per layer and the final norm's 2");
   TORCH_CHECK(x.dim() == 2, "x must be [batch, width]");
   const int64_t L = static_cast<int64_t>(params.size() / 12);
@@ -331,16 +442,16 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   TORCH_CHECK(position >= 0 && position < M, "position ", position, " is outside the cache");
   const float* xp = checked(x, {B, D}, "x");
   float* op = const_cast<float*>(checked(out, {B, D}, "out"));
-  const int64_t bD = (D + kBlock - 1) / kBlock, b3D = (3 * D + kBlock - 1) / kBlock, bF = (F + kBlock - 1) / kBlock;
+  const bool bf16 = params[2].scalar_type() == torch::kBFloat16;
   std::vector<fused::Layer> layers(static_cast<size_t>(L));
   for (int64_t i = 0; i < L; ++i) {
     const torch::Tensor* p = params.data() + 12 * i;
     layers[i] = fused::Layer{checked(p[0], {D}, "norm1 weight"), checked(p[1], {D}, "norm1 bias"),
-                             checked(p[2], {b3D, D, kBlock}, "qkv weight"), checked(p[3], {3 * D}, "qkv bias"),
-                             checked(p[4], {bD, D, kBlock}, "out weight"), checked(p[5], {D}, "out bias"),
+                             checked_stream(p[2], 3 * D, D, bf16, "qkv weight"), checked(p[3], {3 * D}, "qkv bias"),
+                             checked_stream(p[4], D, D, bf16, "out weight"), checked(p[5], {D}, "out bias"),
                              checked(p[6], {D}, "norm2 weight"), checked(p[7], {D}, "norm2 bias"),
-                             checked(p[8], {bF, D, kBlock}, "ffn_in weight"), checked(p[9], {F}, "ffn_in bias"),
-                             checked(p[10], {bD, F, kBlock}, "ffn_out weight"), checked(p[11], {D}, "ffn_out bias")};
+                             checked_stream(p[8], F, D, bf16, "ffn_in weight"), checked(p[9], {F}, "ffn_in bias"),
+                             checked_stream(p[10], D, F, bf16, "ffn_out weight"), checked(p[11], {D}, "ffn_out bias")};
   }
   const float* final_w = checked(params[12 * L], {D}, "final norm weight");
   const float* final_b = checked(params[12 * L + 1], {D}, "final norm bias");
@@ -354,36 +465,24 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   }
   const fused::Cache cache{keys.stride(0), keys.stride(1), keys.stride(2), keys.stride(3), H * M, M};
   const float e = static_cast<float>(eps);
-  if (keys.scalar_type() == torch::kFloat) {
-    fused::run_step<float>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<float>(),
-                           values.data_ptr<float>(), nullptr, nullptr, cache, valid_data, valid_stride, position);
-  } else if (keys.scalar_type() == torch::kBFloat16) {
-    fused::run_step<uint16_t>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op,
-                              reinterpret_cast<uint16_t*>(keys.data_ptr<at::BFloat16>()),
-                              reinterpret_cast<uint16_t*>(values.data_ptr<at::BFloat16>()), nullptr, nullptr, cache,
-                              valid_data, valid_stride, position);
+  if (bf16) {
+    fused::step_with_cache<fused::BF16>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,
+                                        key_scales, value_scales, cache, valid_data, valid_stride, position);
   } else {
-    TORCH_CHECK(keys.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
-    TORCH_CHECK(key_scales.has_value() && value_scales.has_value(), "an int8 cache needs key and value scales");
-    for (const auto* s : {&*key_scales, &*value_scales}) {
-      TORCH_CHECK(s->scalar_type() == torch::kFloat && s->is_contiguous() && s->sizes() == keys.sizes().slice(0, 4),
-                  "scales must be contiguous FloatTensor[layers, batch, heads, max_length]");
-    }
-    fused::run_step<int8_t>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<int8_t>(),
-                            values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
-                            cache, valid_data, valid_stride, position);
+    fused::step_with_cache<fused::F32>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,
+                                       key_scales, value_scales, cache, valid_data, valid_stride, position);
   }
 }
 
-// y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks [ceil(N/64), K, 64]
-// (prefill and the layer-by-layer path: the same sums as the fused step, so both agree exactly).
+// y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks (float32 [ceil(N/64), K, 64]
+// or bfloat16 [ceil(N/64), ceil(K/2), 64, 2]): prefill and the layer-by-layer path, the same sums as
+// the fused step, so both agree exactly.
 torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor bias) {
-  TORCH_CHECK(x.dim() == 2 && blocks.dim() == 3 && blocks.size(2) == fused::kBlock && blocks.size(1) == x.size(1),
-              "x must be [M, K] and blocks [ceil(N/64), K, 64]");
+  TORCH_CHECK(x.dim() == 2, "x must be [M, K]");
   const int64_t M = x.size(0), K = x.size(1), N = bias.numel();
-  TORCH_CHECK(blocks.size(0) == (N + fused::kBlock - 1) / fused::kBlock, "bias [N] does not match the blocks");
+  const bool bf16 = blocks.scalar_type() == torch::kBFloat16;
   const float* xp = fused::checked(x, {M, K}, "x");
-  const float* wp = fused::checked(blocks, {blocks.size(0), K, fused::kBlock}, "blocks");
+  const float* wp = fused::checked_stream(blocks, N, K, bf16, "blocks");
   const float* bp = fused::checked(bias, {N}, "bias");
   auto out = torch::empty({M, N}, x.options());
   float* op = out.data_ptr<float>();
@@ -397,7 +496,8 @@ torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     for (int64_t r0 = 0; r0 < M; r0 += kSlab) {
       const int64_t rows = std::min(kSlab, M - r0);
-      fused::gemv(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+      if (bf16) fused::gemv<fused::BF16>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+      else fused::gemv<fused::F32>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
     }
   }
   return out;

@@ -7,6 +7,8 @@ from torch import nn
 
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import PackedLinear, apply_precision, onednn_packing_available
+from speechkit.nn.decode_kernel import decode_kernel_available
+from speechkit.nn.fused_decode import FusedDecoder, stream_weight
 from speechkit.registry import build
 
 CONTEXT = {"num_phones": 20, "codebook_size": 16, "num_languages": 3}
@@ -88,7 +90,10 @@ def test_layers_are_swapped() -> None:
     assert not any(type(module) is nn.Linear for module in model.modules())
     packed = [module for module in model.modules() if isinstance(module, PackedLinear)]
     assert packed and all(module.compute_dtype == torch.bfloat16 for module in packed)
-    assert all(module.packed == onednn_packing_available() for module in packed)
+    streamed = [module for module in packed if stream_weight(module) is not None]  # the AR stack: fused steps
+    assert all(module.stream_weight.dtype == torch.bfloat16 and module.weight is None for module in streamed)
+    assert bool(streamed) == (onednn_packing_available() and FusedDecoder.enabled() and decode_kernel_available())
+    assert all(module.packed == onednn_packing_available() for module in packed if module not in streamed)
     quantized = apply_precision(tiny(), "int8")
     assert not any(type(module) is nn.Linear for module in quantized.modules())
 

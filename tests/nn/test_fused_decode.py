@@ -10,7 +10,7 @@ from torch import nn
 from speechkit.infer.precision import PackedLinear, apply_precision
 from speechkit.nn import TransformerStack
 from speechkit.nn.decode_kernel import decode_kernel_available
-from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, stream_weight
+from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, stream_weight, unpack_stream
 from speechkit.nn.lean_decode import LeanDecoder
 
 pytestmark = pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
@@ -28,14 +28,14 @@ def threads(request: pytest.FixtureRequest) -> Iterator[int]:
     torch.set_num_threads(saved)
 
 
-def packed_stack(seed: int = 0, *, gelu: str = "none", fused_step: bool = True) -> TransformerStack:
+def packed_stack(seed: int = 0, *, gelu: str = "none", fused_step: bool = True, precision: str = "fp32") -> TransformerStack:
     torch.manual_seed(seed)
     model = TransformerStack(num_layers=2, d_model=WIDTH, num_heads=HEADS, ffn_dim=FFN).eval()
     for layer in model.layers:
         layer.ffn[1] = nn.GELU(approximate=gelu)
     for parameter in model.parameters():  # larger than the default init, so that rounding differences would show
         nn.init.normal_(parameter, std=0.2)
-    return apply_precision(model, "fp32", fused_step=fused_step)
+    return apply_precision(model, precision, fused_step=fused_step)
 
 
 def decode(model: TransformerStack, x: torch.Tensor, *, fused: bool, cache_dtype: torch.dtype,
@@ -65,12 +65,27 @@ def test_stream_blocks_hold_64_outputs_per_block_zero_padded() -> None:
     assert blocks.shape == (2, 5, 64) and blocks.is_contiguous()
     assert torch.equal(blocks[1, :, 3], weight[67]) and torch.equal(blocks[0, 2, :], weight[:64, 2])
     assert torch.equal(blocks[1, :, 6:], torch.zeros(5, 58))
+    assert torch.equal(unpack_stream(blocks, 5)[:70], weight)
+
+
+def test_bf16_stream_blocks_pair_consecutive_inputs() -> None:
+    weight = torch.randn(70, 5)
+    blocks = pack_stream(weight, torch.bfloat16)
+    rounded = weight.to(torch.bfloat16)
+    assert blocks.shape == (2, 3, 64, 2) and blocks.dtype == torch.bfloat16 and blocks.is_contiguous()
+    assert torch.equal(blocks[1, 1, 3], rounded[67, 2:4]) and torch.equal(blocks[0, 0, 10], rounded[10, :2])
+    assert torch.equal(blocks[:, 2, :, 1], torch.zeros(2, 64, dtype=torch.bfloat16))  # input 5 of 5: padding
+    assert torch.equal(blocks[1, :, 6:], torch.zeros(3, 58, 2, dtype=torch.bfloat16))
+    assert torch.equal(unpack_stream(blocks, 5)[:70], rounded.float())
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        pack_stream(weight, torch.float16)
 
 
 @pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.int8])
 @pytest.mark.parametrize("gelu", ["none", "tanh"])
-def test_fused_step_matches_the_layer_by_layer_step(threads: int, cache_dtype: torch.dtype, gelu: str) -> None:
-    model = packed_stack(gelu=gelu)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_step_matches_the_layer_by_layer_step(threads: int, cache_dtype: torch.dtype, gelu: str, precision: str) -> None:
+    model = packed_stack(gelu=gelu, precision=precision)
     x = torch.randn(3, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(1))
     valid = torch.ones(3, PROMPT, dtype=torch.bool)
     valid[0, :2] = False  # a left-padded prompt: masked for the whole generation
@@ -96,11 +111,13 @@ def test_a_sequence_alone_matches_it_in_a_batch() -> None:
 
 
 @pytest.mark.parametrize("batch", [7, 8, 9])
-def test_equal_caches_give_bit_identical_rows(batch: int) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_equal_caches_give_bit_identical_rows(batch: int, precision: str) -> None:
     """Every row is summed in the same order whatever the batch, so a step's result for a
     sequence does not depend on the other sequences decoded with it (7-8 rows: chunked, two half
-    passes over the columns; 9 rows: chunked, passes of 6 and 3 rows; alone: one pass)."""
-    model = packed_stack()
+    passes over the columns, inputs transposed; 9 rows: chunked, passes of 6 and 3 rows; alone:
+    one pass)."""
+    model = packed_stack(precision=precision)
     x = torch.randn(batch, 1, WIDTH, generator=torch.Generator().manual_seed(3))
     batched_cache = model.new_cache(batch, 4, dtype=torch.float32, device=torch.device("cpu"))
     batched_cache.keys.normal_(generator=torch.Generator().manual_seed(4))
@@ -129,10 +146,29 @@ def test_decode_step_takes_the_fused_runner_for_packed_fp32_on_cpu(monkeypatch: 
     assert torch.allclose(fused, lean, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_reduced_precisions_and_opting_out_keep_no_stream_copy(precision: str) -> None:
-    for model in (apply_precision(TransformerStack(num_layers=1, d_model=32, num_heads=2, ffn_dim=64).eval(), precision),
-                  packed_stack(fused_step=False)):
+def test_bf16_keeps_one_bf16_stream_copy_and_takes_the_fused_runner() -> None:
+    model = packed_stack(precision="bf16")
+    linears = [module for module in model.modules() if isinstance(module, PackedLinear)]
+    assert linears and all(module.weight is None and stream_weight(module).dtype == torch.bfloat16 for module in linears)
+    cache = model.new_cache(2, 3, dtype=torch.float32, device=torch.device("cpu"))
+    with torch.inference_mode():
+        model.decode_step(torch.ones(2, 1, WIDTH), cache, 0)
+    assert isinstance(cache.step_runner, FusedDecoder)
+
+
+def test_the_bf16_step_stays_close_to_fp32() -> None:
+    """bfloat16 weights and inputs (8 significant bits) with float32 sums: outputs within a few
+    per cent of the activations' scale of the fp32 step's."""
+    x = torch.randn(3, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(6))
+    fp32, _ = decode(packed_stack(), x, fused=True, cache_dtype=torch.float32)
+    bf16, _ = decode(packed_stack(precision="bf16"), x, fused=True, cache_dtype=torch.float32)
+    error = (bf16 - fp32).abs().max() / fp32.std()
+    assert 0 < error < 0.1
+
+
+def test_int8_and_opting_out_keep_no_stream_copy() -> None:
+    for model in (apply_precision(TransformerStack(num_layers=1, d_model=32, num_heads=2, ffn_dim=64).eval(), "int8"),
+                  packed_stack(fused_step=False), packed_stack(fused_step=False, precision="bf16")):
         assert all(stream_weight(module) is None for module in model.modules())
         cache = model.new_cache(1, 2, dtype=torch.float32, device=torch.device("cpu"))
         with torch.inference_mode():
@@ -164,18 +200,20 @@ def test_without_the_compiled_kernel_the_lean_runner_is_used(monkeypatch: pytest
     assert isinstance(cache.step_runner, LeanDecoder)
 
 
-@pytest.mark.parametrize("rows", [1, 3, 7, 150])
-def test_stream_linear_equals_a_linear_layer(rows: int) -> None:
+@pytest.mark.parametrize("rows", [1, 3, 7, 8, 150])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stream_linear_equals_a_linear_layer(rows: int, dtype: torch.dtype) -> None:
     """The layer-by-layer path (prefill) of a stream-block layer: the compiled kernel and the torch
-    fallback both give F.linear's result, for any number of rows and widths off the 64-output blocks."""
+    fallback both give F.linear's result (bf16: of the weights and inputs rounded to bfloat16), for
+    any number of rows, widths off the 64-output blocks and an odd number of inputs."""
     generator = torch.Generator().manual_seed(rows)
-    weight, bias, x = torch.randn(200, 300, generator=generator), torch.randn(200, generator=generator), torch.randn(2, rows, 300, generator=generator)
-    expected = torch.nn.functional.linear(x, weight, bias)
+    weight, bias, x = torch.randn(200, 301, generator=generator), torch.randn(200, generator=generator), torch.randn(2, rows, 301, generator=generator)
+    expected = torch.nn.functional.linear(x.to(dtype).float(), weight.to(dtype).float(), bias)
     with torch.inference_mode():
-        compiled = stream_linear(x, pack_stream(weight), bias)
-    fallback = stream_linear(x.requires_grad_(), pack_stream(weight), bias)  # autograd: the torch path
+        compiled = stream_linear(x, pack_stream(weight, dtype), bias)
+    fallback = stream_linear(x.requires_grad_(), pack_stream(weight, dtype), bias)  # autograd: the torch path
     for got in (compiled, fallback):
-        assert got.shape == (2, rows, 200)
+        assert got.shape == (2, rows, 200) and got.dtype == torch.float32
         assert torch.allclose(got, expected, atol=1e-4, rtol=0)
 
 
