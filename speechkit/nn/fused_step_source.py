@@ -300,13 +300,7 @@ static void layer_norm(const float* x, const float* weight, const float* bias, f
 // one position and head of the cache <- D floats
 static inline void store_row(const float* src, float* dst, float*, int64_t D) { std::memcpy(dst, src, D * sizeof(float)); }
 static inline void store_row(const float* src, uint16_t* dst, float*, int64_t D) {
-  for (int64_t d = 0; d < D; ++d) {
-    uint32_t bits;
-    std::memcpy(&bits, src + d, sizeof(bits));
-    if (std::isnan(src[d])) { dst[d] = 0x7FC0; continue; }
-    bits += 0x7FFFu + ((bits >> 16) & 1u);  // round to nearest even, as torch's float -> bfloat16
-    dst[d] = static_cast<uint16_t>(bits >> 16);
-  }
+  for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<uint16_t>(bf16_bits(src[d]));
 }
 static inline void store_row(const float* src, int8_t* dst, float* scale_out, int64_t D) {
   *scale_out = quantize_row(src, dst, D);  // as store_int8
@@ -379,8 +373,9 @@ static const float* checked(const torch::Tensor& tensor, std::initializer_list<i
 template <typename Op>
 static void step_with_cache(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float e,
                             bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* xp, float* op,
-                            torch::Tensor& keys, torch::Tensor& values, c10::optional<torch::Tensor>& key_scales,
-                            c10::optional<torch::Tensor>& value_scales, const Cache& cache, const bool* valid_data,
+                            const torch::Tensor& keys, const torch::Tensor& values,
+                            const c10::optional<torch::Tensor>& key_scales,
+                            const c10::optional<torch::Tensor>& value_scales, const Cache& cache, const bool* valid_data,
                             int64_t valid_stride, int64_t position) {
   if (keys.scalar_type() == torch::kFloat) {
     run_step<float, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<float>(),
