@@ -7,8 +7,9 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   (:class:`PackedLinear`), ~3x faster than the default BLAS path for a few rows; the linear
   layers of AR decoder stacks are kept as "stream blocks" instead, for the fused decoding step
   (:mod:`speechkit.nn.fused_decode`: a whole step in one compiled call, reading the weights at
-  close to the memory bandwidth; the prompt goes through the same blocks; ``fused_step=False``
-  packs them for oneDNN like the rest);
+  close to the memory bandwidth; the prompt goes through the same blocks), and so are the AR
+  model's other linear layers (its output head, read every step too; ``fused_step=False``
+  packs them all for oneDNN like the rest);
 * ``bf16``: bfloat16 weights (half the bytes per step; AVX512-BF16 / tensor-core matmuls), the
   activations around them stay fp32 (cast in and out), so norms, softmax, positions and the KV
   cache keep full precision; on CPU the AR decoder stacks keep them as bfloat16 stream blocks
@@ -144,14 +145,23 @@ def compile_targets(module: nn.Module) -> list[TransformerStack]:
 
 
 def _fused_step_linears(module: nn.Module) -> frozenset[int]:
-    """ids of the linear layers that a fused batch-1 decoding step would read: those of the
-    decoder stacks under ``module`` that :class:`~speechkit.nn.fused_decode.FusedDecoder`
-    supports; none where its kernel cannot be built or ``SPEECHKIT_FUSED_DECODE=0`` turns it off."""
+    """ids of the linear layers that batch-1 decoding steps read and that are kept as stream
+    blocks: those of the decoder stacks under ``module`` that
+    :class:`~speechkit.nn.fused_decode.FusedDecoder` supports and, for an AR model (one with
+    ``decode_step``) that has such a stack, its linear layers outside the stacks (output heads,
+    projections: read every step too, and through :func:`~speechkit.nn.fused_decode.stream_linear`
+    faster than through oneDNN for a few rows); none where the kernel cannot be built or
+    ``SPEECHKIT_FUSED_DECODE=0`` turns it off."""
     if not FusedDecoder.enabled():
         return frozenset()
     stacks = [child for child in module.modules() if isinstance(child, TransformerStack)]
     linears = {id(linear) for stack in stacks for linear in streamable_linears(stack) if type(linear) is nn.Linear}
-    return frozenset(linears) if linears and compiled_kernels() is not None else frozenset()
+    if not linears or compiled_kernels() is None:
+        return frozenset()
+    if callable(getattr(module, "decode_step", None)):
+        in_stacks = {id(child) for stack in stacks for child in stack.modules()}
+        linears |= {id(child) for child in module.modules() if type(child) is nn.Linear and id(child) not in in_stacks}
+    return frozenset(linears)
 
 
 def _quantize_int8(module: nn.Module) -> nn.Module:

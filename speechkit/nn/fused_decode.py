@@ -166,15 +166,23 @@ class FusedDecoder:
             return False
         return _uniform_settings(stack) is not None and compiled_kernels() is not None
 
-    def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, cache: KVCache, start: int, rows: torch.Tensor | None = None) -> torch.Tensor:
         """x: FloatTensor[B, 1, D] (the embedded new positions) -> FloatTensor[B, 1, D] (normed);
-        writes the keys/values at ``start`` and sets ``cache.length = start + 1``."""
+        writes the keys/values at ``start`` and sets ``cache.length = start + 1``. ``rows``
+        (LongTensor[R], increasing): only these sequences take the step (the others' outputs
+        are zeros and their cache is left as it is); None: all."""
         if start >= cache.max_length:
             raise RuntimeError(f"KV cache overflow: writing up to {start + 1} of {cache.max_length} positions")
         batch, _, width = x.shape
-        out = torch.empty(batch, width)
+        inputs = x.reshape(batch, width)
+        if rows is not None:
+            rows = rows.to(device="cpu", dtype=torch.long).contiguous()
+            inputs = inputs.index_select(0, rows)
+        out = torch.empty(inputs.shape[0], width)
         valid = cache.key_valid if cache.has_padding else None
-        self._kernel.fused_decode_step(x.reshape(batch, width).contiguous(), out, self._params, self._eps, self._tanh,
-                                       cache.keys, cache.values, cache.key_scales, cache.value_scales, valid, start)
+        self._kernel.fused_decode_step(inputs.contiguous(), out, self._params, self._eps, self._tanh, cache.keys,
+                                       cache.values, cache.key_scales, cache.value_scales, valid, start, rows)
         cache.length = start + 1
+        if rows is not None:
+            out = torch.zeros(batch, width).index_copy_(0, rows, out)
         return out.view(batch, 1, width)

@@ -310,8 +310,10 @@ struct Layer {
   const float *norm1_w, *norm1_b, *qkv_w, *qkv_b, *out_w, *out_b, *norm2_w, *norm2_b, *ffn1_w, *ffn1_b, *ffn2_w, *ffn2_b;
 };
 
-struct Cache {  // element strides of the keys/values [L, B, H, max_length, Dh] and of the int8 scales [L, B, H, max_length]
-  int64_t layer_stride, batch_stride, head_stride, position_stride, scale_batch_stride, scale_head_stride;
+struct Cache {  // element strides of the keys/values [L, Bc, H, max_length, Dh] and of the int8 scales [L, Bc, H, max_length]
+  int64_t layer_stride, batch_stride, head_stride, position_stride, scale_layer_stride, scale_batch_stride, scale_head_stride;
+  const int64_t* slots;  // the cache sequence (of Bc) of each of the step's B rows; nullptr: row b is sequence b
+  int64_t slot(int64_t row) const { return slots == nullptr ? row : slots[row]; }
 };
 
 template <typename T, typename Op>
@@ -335,9 +337,9 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
       gemv<Op>(l.qkv_w, l.qkv_b, normed.data(), B, D, 3 * D, qkv.data(), Epilogue::kBias, t, nt);
 #pragma omp barrier
       for (int64_t task = task_first; task < task_last; ++task) {
-        const int64_t b = task / H, h = task % H;
-        const int64_t base = index * cache.layer_stride + b * cache.batch_stride + h * cache.head_stride;
-        const int64_t scale_base = (index * B + b) * cache.scale_batch_stride + h * cache.scale_head_stride;
+        const int64_t b = task / H, h = task % H, slot = cache.slot(b);
+        const int64_t base = index * cache.layer_stride + slot * cache.batch_stride + h * cache.head_stride;
+        const int64_t scale_base = index * cache.scale_layer_stride + slot * cache.scale_batch_stride + h * cache.scale_head_stride;
         T* k = keys + base;
         T* v = values + base;
         float* ks = key_scales == nullptr ? nullptr : key_scales + scale_base;
@@ -345,7 +347,7 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
         const float* row = qkv.data() + b * 3 * D + h * Dh;
         store_row(row + D, k + position * cache.position_stride, ks == nullptr ? nullptr : ks + position, Dh);
         store_row(row + 2 * D, v + position * cache.position_stride, vs == nullptr ? nullptr : vs + position, Dh);
-        attend<T>(row, k, v, valid == nullptr ? nullptr : valid + b * valid_stride, ks, vs, S, Dh,
+        attend<T>(row, k, v, valid == nullptr ? nullptr : valid + slot * valid_stride, ks, vs, S, Dh,
                   cache.position_stride, cache.position_stride, scale, attended.data() + b * D + h * Dh, scores.data());
       }
 #pragma omp barrier
@@ -412,24 +414,39 @@ static const float* checked_stream(const torch::Tensor& tensor, int64_t N, int64
 
 }  // namespace fused
 
-// x [B, D] (the new position's inputs) -> out [B, D] (the stack's normed outputs); params: per layer
+// x [B, D] (the new position's inputs of B sequences) -> out [B, D] (the stack's normed outputs); params: per layer
 // norm1 w/b [D], qkv stream [ceil(3D/64), D, 64] + bias [3D], out stream + bias [D], norm2 w/b,
 // ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D] (the
 // streams all float32, or all bfloat16 [blocks, ceil(inputs/2), 64, 2]; everything else float32);
 // then the final norm's w/b. keys/values [L, B, H, max_length, Dh] (float32, bfloat16 or int8 with
-// scales [L, B, H, max_length]); valid [B, max_length] bool or None; the position is written and
-// positions [0, position] attended.
+// scales [L, Bc, H, max_length]) of Bc >= B sequences; valid [Bc, max_length] bool or None; rows None
+// (B == Bc: row b is the cache's sequence b) or LongTensor[B], the cache sequence of each row, in
+// increasing order (the others are left as they are: finished sequences of a batch); the position is
+// written and positions [0, position] attended.
 void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Tensor> params, double eps, bool tanh_gelu,
                        torch::Tensor keys, torch::Tensor values, c10::optional<torch::Tensor> key_scales,
-                       c10::optional<torch::Tensor> value_scales, c10::optional<torch::Tensor> valid, int64_t position) {
+                       c10::optional<torch::Tensor> value_scales, c10::optional<torch::Tensor> valid, int64_t position,
+                       c10::optional<torch::Tensor> rows) {
   using fused::checked;
   using fused::checked_stream;
   TORCH_CHECK(params.size() % 12 == 2 && params.size() > 2, "params: 12 tensors per layer and the final norm's 2");
   TORCH_CHECK(x.dim() == 2, "x must be [batch, width]");
   const int64_t L = static_cast<int64_t>(params.size() / 12);
   const int64_t B = x.size(0), D = x.size(1), F = params[9].numel();
-  TORCH_CHECK(keys.dim() == 5 && keys.size(0) == L && keys.size(1) == B && keys.sizes() == values.sizes(),
+  TORCH_CHECK(keys.dim() == 5 && keys.size(0) == L && keys.sizes() == values.sizes(),
               "keys/values must be [layers, batch, heads, max_length, head_dim]");
+  const int64_t Bc = keys.size(1);
+  const int64_t* slots = nullptr;
+  if (rows.has_value()) {
+    TORCH_CHECK(rows->scalar_type() == torch::kLong && rows->dim() == 1 && rows->size(0) == B && rows->is_contiguous() &&
+                rows->device().is_cpu(), "rows must be a contiguous LongTensor[batch] on the CPU");
+    slots = rows->data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(slots[b] >= 0 && slots[b] < Bc && (b == 0 || slots[b] > slots[b - 1]),
+                  "rows must be increasing sequence indices of the cache, in [0, ", Bc, ")");
+  } else {
+    TORCH_CHECK(Bc == B, "the cache holds ", Bc, " sequences and x ", B, " rows: pass rows to say which");
+  }
   TORCH_CHECK(keys.is_contiguous() && values.is_contiguous() && keys.scalar_type() == values.scalar_type(),
               "keys/values must be contiguous and share a dtype");
   const int64_t H = keys.size(2), Dh = keys.size(4), M = keys.size(3);
@@ -453,12 +470,12 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   const bool* valid_data = nullptr;
   int64_t valid_stride = 0;
   if (valid.has_value()) {
-    TORCH_CHECK(valid->scalar_type() == torch::kBool && valid->dim() == 2 && valid->size(0) == B &&
+    TORCH_CHECK(valid->scalar_type() == torch::kBool && valid->dim() == 2 && valid->size(0) == Bc &&
                 valid->size(1) >= position + 1 && valid->stride(1) == 1, "valid must be a BoolTensor[batch, max_length]");
     valid_data = valid->data_ptr<bool>();
     valid_stride = valid->stride(0);
   }
-  const fused::Cache cache{keys.stride(0), keys.stride(1), keys.stride(2), keys.stride(3), H * M, M};
+  const fused::Cache cache{keys.stride(0), keys.stride(1), keys.stride(2), keys.stride(3), Bc * H * M, H * M, M, slots};
   const float e = static_cast<float>(eps);
   if (bf16) {
     fused::step_with_cache<fused::BF16>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,

@@ -111,8 +111,13 @@ class TransformerStack(nn.Module):
             device=device,
         )
 
-    def decode_step(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+    def decode_step(self, x: torch.Tensor, cache: KVCache, start: int, rows: torch.Tensor | None = None) -> torch.Tensor:
         """One decoding step: x FloatTensor[B, 1, D] at cache position ``start`` -> FloatTensor[B, 1, D].
+
+        ``rows`` (LongTensor[R], increasing; None: all) names the sequences that still need the
+        step, e.g. those of a batch that have not ended: a runner may skip the others (the fused
+        step does: their outputs are then zeros and their cache is not written); their outputs
+        are to be ignored.
 
         The same result as ``forward(x, cache.step_mask(start + 1), cache=cache, start=start)``
         (up to float rounding). In eval mode an unconditioned stack runs it through a runner
@@ -128,6 +133,8 @@ class TransformerStack(nn.Module):
             runner = cache.step_runner = self._step_runner(x, cache)
         if runner is None:
             return self.forward(x, cache.step_mask(start + 1), cache=cache, start=start)
+        if isinstance(runner, FusedDecoder):
+            return runner(x, cache, start, rows)
         return runner(x, cache, start)
 
     def _step_runner(self, x: torch.Tensor, cache: KVCache) -> FusedDecoder | LeanDecoder | None:

@@ -85,6 +85,35 @@ def test_packed_fp32_generation_is_greedy_identical_and_batch_independent() -> N
         assert torch.equal(expected.codes[row], batched.codes[row])
 
 
+@pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
+@pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
+def test_ended_sequences_skip_their_steps_and_the_rest_is_unchanged(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of a batch that end early leave the fused step (``rows``); the others still generate
+    what they generate alone (greedy)."""
+    raw = tiny(name)
+    if name == "valle_ar":  # no early end tokens: the length guard ends the rows
+        with torch.no_grad():
+            raw.head.bias[raw.eos_id] = -1e4
+    model = apply_precision(raw, "fp32")
+    model.config.max_frames_per_phone, model.config.max_frames_margin = 2.0, 0  # rows end by 2 x their phones
+    seen: list[list[int] | None] = []
+    call = FusedDecoder.__call__
+
+    def spy(self: FusedDecoder, x: torch.Tensor, cache: object, start: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        seen.append(None if rows is None else rows.tolist())
+        return call(self, x, cache, start, rows)
+
+    monkeypatch.setattr(FusedDecoder, "__call__", spy)
+    args = prompts()
+    batched = model.generate_batch(*args, num_target_phones=torch.tensor([6, 2]), temperature=0.0)
+    assert len(batched.codes[1]) < len(batched.codes[0])
+    assert seen and seen[0] is None and [0] in seen  # all rows first; only row 0 once row 1 has ended
+    for row, count in ((0, 6), (1, 2)):
+        alone = model.generate_batch(*(tensor[row : row + 1] for tensor in args), num_target_phones=torch.tensor([count]),
+                                     temperature=0.0)
+        assert torch.equal(alone.codes[0], batched.codes[row])
+
+
 def test_layers_are_swapped() -> None:
     model = apply_precision(tiny(), "bf16")
     assert not any(type(module) is nn.Linear for module in model.modules())

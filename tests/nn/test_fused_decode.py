@@ -131,6 +131,57 @@ def test_equal_caches_give_bit_identical_rows(batch: int, precision: str) -> Non
             assert torch.equal(FusedDecoder(model)(x[row : row + 1], cache, 3), batched[row : row + 1])
 
 
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.int8])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_step_for_some_rows_equals_the_full_step_and_leaves_the_rest(cache_dtype: torch.dtype, precision: str) -> None:
+    """``rows``: only the named sequences of the cache take the step (ended ones of a batch):
+    their outputs and cache entries are those of the step for all, bit for bit (per-row sums);
+    the others' outputs are zeros and their cache entries stay as they were."""
+    model = packed_stack(precision=precision)
+    batch, position = 8, 3
+    x = torch.randn(batch, 1, WIDTH, generator=torch.Generator().manual_seed(6))
+    full_cache = model.new_cache(batch, 5, dtype=cache_dtype, device=torch.device("cpu"))
+    full_cache.key_valid[:, :2] = torch.rand(batch, 2, generator=torch.Generator().manual_seed(7)) > 0.3
+    full_cache.key_valid[:, 2:] = True
+    full_cache.has_padding = True
+    for tensor in (full_cache.keys, full_cache.values):
+        tensor.copy_(torch.randint(-50, 50, tensor.shape, generator=torch.Generator().manual_seed(8)).to(tensor.dtype))
+    part_cache = model.new_cache(batch, 5, dtype=cache_dtype, device=torch.device("cpu"))
+    for name in ("keys", "values", "key_scales", "value_scales", "key_valid"):
+        if getattr(full_cache, name) is not None:
+            getattr(part_cache, name).copy_(getattr(full_cache, name))
+    part_cache.has_padding = True
+    before = part_cache.keys.clone()
+    rows = torch.tensor([0, 2, 3, 7])
+    skipped = torch.tensor([1, 4, 5, 6])
+    with torch.inference_mode():
+        full = FusedDecoder(model)(x, full_cache, position)
+        part = FusedDecoder(model)(x, part_cache, position, rows)
+    assert torch.equal(part[rows], full[rows]) and torch.equal(part[skipped], torch.zeros(4, 1, WIDTH))
+    assert torch.equal(part_cache.keys[:, rows], full_cache.keys[:, rows])
+    assert torch.equal(part_cache.values[:, rows], full_cache.values[:, rows])
+    assert torch.equal(part_cache.keys[:, skipped], before[:, skipped]) and part_cache.length == position + 1
+    if cache_dtype == torch.int8:
+        assert torch.equal(part_cache.key_scales[:, rows], full_cache.key_scales[:, rows])
+
+
+def test_rows_must_name_increasing_sequences_of_the_cache() -> None:
+    model = packed_stack()
+    cache = model.new_cache(4, 3, dtype=torch.float32, device=torch.device("cpu"))
+    runner = FusedDecoder(model)
+    x = torch.randn(4, 1, WIDTH)
+    with torch.inference_mode():
+        for bad in ([2, 1], [1, 1]):
+            with pytest.raises(RuntimeError, match="increasing sequence indices"):
+                runner(x, cache, 1, torch.tensor(bad))
+        with pytest.raises(RuntimeError, match="increasing sequence indices"):
+            runner._kernel.fused_decode_step(torch.zeros(2, WIDTH), torch.zeros(2, WIDTH), runner._params, runner._eps,
+                                             runner._tanh, cache.keys, cache.values, None, None, None, 1, torch.tensor([0, 4]))
+        with pytest.raises(RuntimeError, match="pass rows"):
+            runner._kernel.fused_decode_step(torch.zeros(2, WIDTH), torch.zeros(2, WIDTH), runner._params, runner._eps,
+                                             runner._tanh, cache.keys, cache.values, None, None, None, 1, None)
+
+
 def test_decode_step_takes_the_fused_runner_for_packed_fp32_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     model = packed_stack()
     assert all(isinstance(layer.attention.qkv, PackedLinear) and stream_weight(layer.attention.qkv) is not None

@@ -349,7 +349,7 @@ class AlignedAR(ValleAR):
             tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1),
             phone_ids.unsqueeze(1), phone_langs.unsqueeze(1), phone_positions.unsqueeze(1), has_phone,
         )
-        hidden = self.decoder.decode_step(x, state.cache, state.start)
+        hidden = self.decoder.decode_step(x, state.cache, state.start, state.rows)
         state.start += 1
         state.positions = state.positions + 1
         return hidden[:, 0]
@@ -412,12 +412,14 @@ class AlignedAR(ValleAR):
                     advance = probability > config.advance_threshold
                 advance = advance | (in_phone + 1 >= config.max_frames_in_phone)
                 ended = ~finished & advance & (pointer == last)
-                lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
-                for index in ended.nonzero().flatten().tolist():
-                    reasons[index] = "eos"
-                finished = finished | ended
-                if bool(finished.all()):
-                    break
+                if bool(ended.any()):  # rarely: one host sync per step otherwise
+                    lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
+                    for index in ended.nonzero().flatten().tolist():
+                        reasons[index] = "eos"
+                    finished = finished | ended
+                    if bool(finished.all()):
+                        break
+                    state.rows = (~finished).nonzero().flatten()  # the ended sequences skip their steps
                 pointer = torch.minimum(pointer + advance.long(), last)
                 in_phone = torch.where(advance, torch.zeros_like(in_phone), in_phone + 1)
                 survival = torch.where(advance, torch.ones_like(survival), survival)
@@ -428,12 +430,14 @@ class AlignedAR(ValleAR):
             history[:, step] = tokens
             history_phones[:, step] = pointer - first
             too_long = ~finished & (step + 1 >= limits)
-            lengths = torch.where(too_long, limits, lengths)
-            for index in too_long.nonzero().flatten().tolist():
-                reasons[index] = "max_length"
-            finished = finished | too_long
-            if bool(finished.all()):
-                break
+            if bool(too_long.any()):
+                lengths = torch.where(too_long, limits, lengths)
+                for index in too_long.nonzero().flatten().tolist():
+                    reasons[index] = "max_length"
+                finished = finished | too_long
+                if bool(finished.all()):
+                    break
+                state.rows = (~finished).nonzero().flatten()
             phone_ids = phones.gather(1, pointer.unsqueeze(1))[:, 0]
             langs = phone_langs.gather(1, pointer.unsqueeze(1))[:, 0]
             hidden = self.decode_step(state, tokens, phone_ids, langs, in_phone)

@@ -47,13 +47,16 @@ class ARDecodingState:
 
     cache: the preallocated KV cache; start: index where the next step writes (shared by the
     batch); positions: LongTensor[B], acoustic position of the next step per sequence;
-    target_langs: LongTensor[B].
+    target_langs: LongTensor[B]; rows: LongTensor[R], the sequences still decoding (a batched
+    generation sets it when some have ended; None: all): steps may skip the others, whose
+    logits are then to be ignored.
     """
 
     cache: KVCache
     start: int
     positions: torch.Tensor
     target_langs: torch.Tensor
+    rows: torch.Tensor | None = dataclasses.field(default=None, kw_only=True)
 
 
 @AR_LM.register("valle_ar")
@@ -239,7 +242,7 @@ class ValleAR(nn.Module, ARLanguageModel):
         """Feed the last sampled group tokens LongTensor[B, k]; return the next logits
         FloatTensor[B, k, K+1]. Writes one position into the cache in place."""
         x = self._embed_groups(tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1))  # [B, 1, D]
-        hidden = self.decoder.decode_step(x, state.cache, state.start)
+        hidden = self.decoder.decode_step(x, state.cache, state.start, state.rows)
         state.start += 1
         state.positions = state.positions + 1
         return self._logits(hidden)[:, 0]
@@ -338,12 +341,15 @@ class ValleAR(nn.Module, ARLanguageModel):
             looped, loop_lengths = self._find_loops(history, frames)
             looped = looped & ~finished & ~ended & ~too_long
             lengths = torch.where(looped, loop_lengths, lengths)
-            for row, reason in ((ended, "eos"), (too_long, "max_length"), (looped, "loop")):
-                for index in row.nonzero().flatten().tolist():
-                    reasons[index] = reason
-            finished = finished | ended | too_long | looped
-            if bool(finished.all()):
-                break
+            stopped = ended | too_long | looped
+            if bool(stopped.any()):  # rarely: one host sync per step otherwise
+                for row, reason in ((ended, "eos"), (too_long, "max_length"), (looped, "loop")):
+                    for index in row.nonzero().flatten().tolist():
+                        reasons[index] = reason
+                finished = finished | stopped
+                if bool(finished.all()):
+                    break
+                state.rows = (~finished).nonzero().flatten()  # the ended sequences skip their steps
             logits = self.decode_step(state, tokens)
         codes = [history[row, : int(lengths[row])].clone() for row in range(batch_size)]
         return ARGeneration(codes=codes, stop_reasons=reasons)
@@ -362,10 +368,14 @@ class ValleAR(nn.Module, ARLanguageModel):
     def _find_loops(self, history: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """BoolTensor[B] (the last frames are a 2..loop_max_period block repeated
         loop_min_repeats times) and LongTensor[B] (length that keeps one copy of the block)."""
-        repeats, batch_size = self.config.loop_min_repeats, history.shape[0]
+        repeats, batch_size, longest = self.config.loop_min_repeats, history.shape[0], self.config.loop_max_period
         looped = torch.zeros(batch_size, dtype=torch.bool, device=history.device)
         lengths = torch.zeros(batch_size, dtype=torch.long, device=history.device)
-        if repeats <= 1:
+        if repeats <= 1 or frames < 2 * repeats:
+            return looped, lengths
+        # a repeated block of period p has frame[-1] == frame[-1-p]: one check rules out most steps
+        earlier = history[:, max(0, frames - 1 - longest) : frames - 2]  # periods longest..2
+        if not bool((earlier == history[:, frames - 1 : frames]).any()):
             return looped, lengths
         for period in range(2, self.config.loop_max_period + 1):
             span = period * repeats

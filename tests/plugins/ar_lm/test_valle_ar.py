@@ -148,6 +148,32 @@ def test_repetition_guards() -> None:
     assert result.codes[0].tolist() == [3, 3, 3, 3, 5], "a loop repeated 3 times stops, keeping one copy"
 
 
+@pytest.mark.parametrize("longest", [2, 3, 5])
+def test_loop_detection_matches_checking_every_period(longest: int) -> None:
+    """The quick pre-check (frame[-1] == frame[-1-p] for some p) never hides a loop: the
+    result equals checking every period's window on histories with and without loops."""
+    model = tiny_ar(loop_max_period=longest, loop_min_repeats=3)
+    generator = torch.Generator().manual_seed(0)
+    history = torch.randint(0, 16, (40, 30), generator=generator)
+    for row in range(0, 40, 3):  # every third row ends in a block of period 2..6 repeated 3-4 times
+        period, repeats = 2 + row % 5, 3 + row % 2
+        block = torch.randint(0, 16, (period,), generator=generator)
+        history[row, 30 - period * repeats :] = block.repeat(repeats)
+    for frames in (5, 6, 18, 30):
+        looped, lengths = model._find_loops(history, frames)
+        expected = torch.zeros(40, dtype=torch.bool)
+        expected_lengths = torch.zeros(40, dtype=torch.long)
+        for row in range(40):
+            for period in range(2, longest + 1):
+                span = 3 * period
+                window = history[row, frames - span : frames]
+                if span <= frames and bool((window[period:] == window[:-period]).all()):
+                    expected[row], expected_lengths[row] = True, frames - span + period
+                    break
+        assert torch.equal(looped, expected) and torch.equal(lengths, expected_lengths)
+    assert bool(model._find_loops(history, 30)[0].any())
+
+
 def test_bad_inputs_are_clear_errors() -> None:
     model, batch = tiny_ar(), random_batch()
     with pytest.raises(DataError, match="codes"):
