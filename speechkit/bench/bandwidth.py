@@ -40,9 +40,11 @@ def _layer_weight_bytes(module: nn.Module) -> int:
     """Bytes of the weight (and bias) of one linear layer: plain, packed or dynamically quantised."""
     from speechkit.infer.precision import PackedLinear
 
-    if isinstance(module, PackedLinear):  # the packed tensor hides its real size
-        values = module.in_features * module.out_features + (0 if module.bias is None else module.out_features)
-        return values * torch.finfo(module.compute_dtype).bits // 8
+    if isinstance(module, PackedLinear):  # packed tensors and stream blocks hide the real size (padding)
+        weights = module.in_features * module.out_features * module.compute_dtype.itemsize
+        if module.compute_dtype == torch.int8:  # + its terms: bias, weight scale, column sum (float32)
+            return weights + 3 * module.out_features * 4
+        return weights + (0 if module.bias is None else module.out_features * module.compute_dtype.itemsize)
     if isinstance(module, nn.Linear):
         return sum(t.numel() * t.element_size() for t in (module.weight, module.bias) if t is not None)
     weight = getattr(module, "weight", None)

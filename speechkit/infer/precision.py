@@ -15,9 +15,14 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   cache keep full precision; on CPU the AR decoder stacks keep them as bfloat16 stream blocks
   for the fused step, as fp32 does;
 * ``int8``: dynamic quantisation (CPU only): int8 weights with one scale per output channel,
-  activations quantised per call (``torch.ao.quantization.quantize_dynamic``; VNNI kernels).
-  The activation scale is shared by the rows of a call, so a sequence's output can depend on
-  the others in its batch (fp32 and bf16 results do not).
+  activations quantised per call. The layers of AR decoder stacks (and the AR model's head) are
+  kept as int8 stream blocks for the fused decoding step (a quarter of the fp32 bytes per step;
+  :func:`~speechkit.nn.fused_decode.quantize_stream`): their inputs are quantised per row to
+  uint8 with a zero point (:func:`~speechkit.nn.fused_decode.quantize_inputs`) and multiplied
+  with ``vpdpbusd``, sums exact in int32, so a sequence's output does not depend on its batch.
+  Every other linear layer goes through ``torch.ao.quantization.quantize_dynamic`` (VNNI
+  kernels), whose activation scale is shared by the rows of a call, so there a sequence's
+  output can depend on the others in its batch (fp32 and bf16 results do not).
 
 The KV cache of AR decoding is fp32 unless ``kv_cache="bf16"``: a bfloat16 cache halves the
 bytes every decoding step reads (at batch 8 the cache is as large as the fp32 weights); on CPU
@@ -45,7 +50,7 @@ from torch import nn
 from speechkit.errors import ConfigError
 from speechkit.infer.compiled import compile_module
 from speechkit.nn.decode_kernel import compiled_kernels
-from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, streamable_linears
+from speechkit.nn.fused_decode import FusedDecoder, pack_stream, quantize_stream, stream_linear, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
 from speechkit.nn.transformer import TransformerStack
 
@@ -74,25 +79,35 @@ class PackedLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.compute_dtype = dtype
-        stream = stream and dtype in (torch.float32, torch.bfloat16) and linear.weight.device.type == "cpu"
+        stream = stream and dtype in (torch.float32, torch.bfloat16, torch.int8) and linear.weight.device.type == "cpu"
+        if dtype == torch.int8 and not stream:
+            raise ValueError("PackedLinear keeps int8 weights only as stream blocks (stream=True, on CPU)")
         weight = None if stream else linear.weight.detach().to(dtype).contiguous()
         self.packed = pack and not stream and linear.weight.device.type == "cpu"
         if self.packed:
             weight = torch.ops.mkldnn._reorder_linear_weight(weight)
         self.register_buffer("weight", weight, persistent=False)
-        #: the weights as stream blocks instead (``stream=True``): read by the fused decoding step
-        #: (:mod:`speechkit.nn.fused_decode`) and by :func:`~speechkit.nn.fused_decode.stream_linear` here
-        self.register_buffer("stream_weight", pack_stream(linear.weight, dtype) if stream else None, persistent=False)
         bias_dtype = torch.float32 if stream else dtype  # stream layers add a float32 bias to float32 sums
         bias = None if linear.bias is None else linear.bias.detach().to(bias_dtype).contiguous()
         if stream and bias is None:
             bias = torch.zeros(self.out_features)
         self.register_buffer("bias", bias, persistent=False)
+        #: the weights as stream blocks instead (``stream=True``): read by the fused decoding step
+        #: (:mod:`speechkit.nn.fused_decode`) and by :func:`~speechkit.nn.fused_decode.stream_linear`
+        #: here; ``stream_terms``: what the blocks' sums get added (the bias, or for int8 blocks the
+        #: bias, weight scales and column sums of :func:`~speechkit.nn.fused_decode.quantize_stream`)
+        blocks, terms = None, None
+        if stream and dtype == torch.int8:
+            blocks, terms = quantize_stream(linear.weight, bias)
+        elif stream:
+            blocks, terms = pack_stream(linear.weight, dtype), bias
+        self.register_buffer("stream_weight", blocks, persistent=False)
+        self.register_buffer("stream_terms", terms, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features]."""
-        if self.stream_weight is not None:  # float32 in and out (bf16 blocks round the inputs themselves)
-            out = stream_linear(x, self.stream_weight, self.bias)
+        if self.stream_weight is not None:  # float32 in and out (bf16/int8 blocks convert the inputs themselves)
+            out = stream_linear(x, self.stream_weight, self.stream_terms)
             return out if out.dtype == x.dtype else out.to(x.dtype)
         inputs = x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
         if self.packed:
@@ -164,6 +179,13 @@ def _fused_step_linears(module: nn.Module) -> frozenset[int]:
     return frozenset(linears)
 
 
+def int8_streams_vectorized() -> bool:
+    """Whether int8 stream blocks (the fused int8 decoding step) run on vector instructions here:
+    the compiled kernel is available and built with AVX512-VNNI or AVX512-BW."""
+    kernel = compiled_kernels()
+    return kernel is not None and bool(kernel.int8_stream_vectorized())
+
+
 def _quantize_int8(module: nn.Module) -> nn.Module:
     """Dynamic int8 quantisation of the ``nn.Linear`` layers of ``module`` (in place)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
@@ -185,10 +207,11 @@ def apply_precision(
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
         kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
             (set as ``module.kv_cache_dtype``; models without a cache ignore it).
-        fused_step: with fp32 or bf16 packing on CPU, keep the weights of the decoder stacks'
-            linear layers as stream blocks for the fused decoding step
+        fused_step: with packing on CPU, keep the weights of the decoder stacks' linear layers
+            (and the AR head) as fp32, bf16 or int8 stream blocks for the fused decoding step
             (:mod:`speechkit.nn.fused_decode`; at paper size, batch 1, ~1.7x (fp32) and ~2.5x
-            (bf16) faster than the layer-by-layer step with oneDNN).
+            (bf16) faster than the layer-by-layer step with oneDNN; int8 needs AVX512-VNNI or
+            -BW, :func:`int8_streams_vectorized`).
         compile: run the Transformer stacks of a non-autoregressive model through
             ``torch.compile`` (:func:`compile_targets`, :mod:`speechkit.infer.compiled`); fp32 or
             bf16. The first call compiles (tens of seconds at paper size).
@@ -215,6 +238,10 @@ def apply_precision(
         if device.type != "cpu":
             raise ConfigError(f"precision int8 (dynamic quantisation) runs on CPU only; the model is on {device}. "
                               "Use bf16 on this device.")
+        streamed = _fused_step_linears(module) if pack and fused_step and int8_streams_vectorized() else frozenset()
+        if streamed:  # the AR decoder's layers: int8 stream blocks for the fused step; the rest: torch.ao
+            others = frozenset(id(child) for child in module.modules() if type(child) is nn.Linear and id(child) not in streamed)
+            _replace_linears(module, streamed, others, dtype=torch.int8, pack=False)
         return _quantize_int8(module)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     compiled = compile_targets(module) if compile else []

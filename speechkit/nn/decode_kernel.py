@@ -370,7 +370,8 @@ def _kernel() -> Any:
                 _module = load_inline(
                     name="speechkit_decode_attention",
                     cpp_sources=[_SOURCE + FUSED_STEP_SOURCE],
-                    functions=["decode_attention", "store_int8", "fused_decode_step", "stream_linear"],
+                    functions=["decode_attention", "store_int8", "fused_decode_step", "stream_linear",
+                               "int8_stream_vectorized"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,

@@ -37,30 +37,63 @@ STREAM_BLOCK = 64
 
 
 def pack_stream(weight: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A linear layer's weight FloatTensor[N, K] -> stream blocks, on huge pages on CPU
-    (:mod:`speechkit.nn.huge_pages`); rows past N (and, for bf16, input K) are zeros.
+    """A linear layer's weight [N, K] -> stream blocks, on huge pages on CPU
+    (:mod:`speechkit.nn.huge_pages`); rows past N (and, for bf16 and int8, inputs past K) are zeros.
 
     * float32: FloatTensor[ceil(N / 64), K, 64], ``blocks[b, k, j] = weight[64 b + j, k]``;
     * bfloat16: BFloat16Tensor[ceil(N / 64), ceil(K / 2), 64, 2], ``blocks[b, k, j, i] =
       weight[64 b + j, 2 k + i]`` (rounded to nearest even): each 32-bit element holds two
-      consecutive inputs' weights, which one ``vdpbf16ps`` lane multiplies.
+      consecutive inputs' weights, which one ``vdpbf16ps`` lane multiplies;
+    * int8: CharTensor[ceil(N / 64), ceil(K / 4), 64, 4] of an already quantised CharTensor weight
+      (:func:`quantize_stream`), four consecutive inputs per 32-bit element (one ``vpdpbusd`` lane).
     """
-    if dtype not in (torch.float32, torch.bfloat16):
-        raise ValueError(f"stream blocks are float32 or bfloat16, not {dtype}")
+    inputs = {torch.float32: 1, torch.bfloat16: 2, torch.int8: 4}.get(dtype)
+    if inputs is None:
+        raise ValueError(f"stream blocks are float32, bfloat16 or int8, not {dtype}")
+    if (dtype == torch.int8) != (weight.dtype == torch.int8):
+        raise ValueError("int8 stream blocks take an int8 weight (quantize_stream), other blocks a float one")
     rows, columns = weight.shape
-    inputs = 1 if dtype == torch.float32 else 2
-    padded = F.pad(weight.detach().float(), (0, -columns % inputs, 0, -rows % STREAM_BLOCK)).to(dtype)
+    source = weight.detach() if dtype == torch.int8 else weight.detach().float()
+    padded = F.pad(source, (0, -columns % inputs, 0, -rows % STREAM_BLOCK)).to(dtype)
     blocks = padded.view(-1, STREAM_BLOCK, padded.shape[1] // inputs, inputs).transpose(1, 2)
     if inputs == 1:
         blocks = blocks.squeeze(-1)
     return huge_page_zeros(blocks.shape, dtype, weight.device).copy_(blocks)  # streamed every step
 
 
+def quantize_stream(weight: torch.Tensor, bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A linear layer's float weight [N, K] (and bias [N]) -> int8 stream blocks (:func:`pack_stream`)
+    and their terms FloatTensor[3, N]: the bias (zeros without one), the weight scale of each
+    output (``max |w| / 127``, symmetric) and the column sums of the int8 weights, which the
+    kernel needs for the inputs' zero point (:func:`quantize_inputs`)."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    bias = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float()
+    terms = torch.stack([bias, scale, quantized.sum(dim=1, dtype=torch.int32).float()]).contiguous()
+    return pack_stream(quantized, torch.int8), terms
+
+
+def quantize_inputs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows x FloatTensor[M, K] -> (uint8 values as LongTensor[M, K], scale FloatTensor[M], zero
+    point LongTensor[M]) with x ~ scale (u - zero): each row's range (0 included) spread over
+    0..255, rounded to nearest even; the int8 stream kernel quantises its inputs exactly so."""
+    low = x.amin(dim=1).clamp(max=0.0)
+    high = x.amax(dim=1).clamp(min=0.0)
+    scale = (high - low) / 255.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.round(-low / scale)
+    values = (torch.round(x / scale[:, None]) + zero[:, None]).clamp(0, 255)
+    return values.long(), scale, zero.long()
+
+
 def unpack_stream(blocks: torch.Tensor, inputs: int) -> torch.Tensor:
-    """Stream blocks (:func:`pack_stream`) -> the float32 weight [ceil(N / 64) * 64, inputs] they
-    hold (rows past N zero), for the torch path of :func:`stream_linear`."""
-    if blocks.dim() == 4:  # bfloat16 pairs [nb, ceil(K/2), 64, 2] -> [nb, 64, K]
-        weight = blocks.float().permute(0, 2, 1, 3).reshape(blocks.shape[0], STREAM_BLOCK, -1)[..., :inputs]
+    """Stream blocks (:func:`pack_stream`) -> the weight [ceil(N / 64) * 64, inputs] they hold
+    (rows past N zero): float32, or for int8 blocks the int8 values as LongTensor."""
+    if blocks.dim() == 4:  # pairs / quadruples [nb, E, 64, n] -> [nb, 64, E * n]
+        source = blocks.long() if blocks.dtype == torch.int8 else blocks.float()
+        weight = source.permute(0, 2, 1, 3).reshape(blocks.shape[0], STREAM_BLOCK, -1)[..., :inputs]
     else:
         weight = blocks.transpose(1, 2)
     return weight.reshape(-1, inputs)
@@ -68,26 +101,45 @@ def unpack_stream(blocks: torch.Tensor, inputs: int) -> torch.Tensor:
 
 def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A linear layer kept as stream blocks: x FloatTensor[..., K], blocks (:func:`pack_stream`,
-    float32 or bfloat16), bias FloatTensor[N] -> FloatTensor[..., N]. bfloat16 blocks multiply x
-    rounded to bfloat16 (sums in float32). The compiled kernel on CPU (the same sums as the fused
-    step), torch elsewhere and when gradients are needed."""
+    float32, bfloat16 or int8), bias FloatTensor[N] (int8: the terms [3, N] of
+    :func:`quantize_stream`) -> FloatTensor[..., N]. bfloat16 blocks multiply x rounded to
+    bfloat16 (sums in float32); int8 blocks multiply x quantised per row to uint8
+    (:func:`quantize_inputs`; sums exact in int32). The compiled kernel on CPU (the same sums as
+    the fused step), torch elsewhere and when gradients are needed."""
     kernel = compiled_kernels() if x.device.type == "cpu" else None
     flat = x.reshape(-1, x.shape[-1]).float()
-    outputs = bias.shape[0]
+    outputs = bias.shape[-1]
     if kernel is None or (torch.is_grad_enabled() and (x.requires_grad or blocks.requires_grad)):
-        if blocks.dtype == torch.bfloat16:
-            flat = flat.to(torch.bfloat16).float()
-        weight = unpack_stream(blocks, flat.shape[1])[:outputs]
-        out = flat @ weight.t() + bias
+        if blocks.dtype == torch.int8:
+            out = _int8_linear(flat, unpack_stream(blocks, flat.shape[1])[:outputs], bias)
+        else:
+            if blocks.dtype == torch.bfloat16:
+                flat = flat.to(torch.bfloat16).float()
+            weight = unpack_stream(blocks, flat.shape[1])[:outputs]
+            out = flat @ weight.t() + bias
     else:
         out = kernel.stream_linear(flat.contiguous(), blocks, bias.float().contiguous())
     return out.view(*x.shape[:-1], outputs)
+
+
+def _int8_linear(x: torch.Tensor, quantized: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    """The int8 kernel's arithmetic in torch: x FloatTensor[M, K], quantized LongTensor[N, K] int8
+    values, terms [3, N] -> FloatTensor[M, N]."""
+    values, scale, zero = quantize_inputs(x)
+    sums = values @ quantized.t() - zero[:, None] * terms[2].long()  # exact integers
+    return sums.float() * (scale[:, None] * terms[1]) + terms[0]
 
 
 def stream_weight(linear: nn.Module) -> torch.Tensor | None:
     """The stream blocks a linear layer keeps (``PackedLinear(..., stream=True)``), else None."""
     blocks = getattr(linear, "stream_weight", None)
     return blocks if isinstance(blocks, torch.Tensor) else None
+
+
+def stream_terms(linear: nn.Module) -> torch.Tensor:
+    """What a stream layer adds to its sums: its bias FloatTensor[N], or for int8 blocks the terms
+    FloatTensor[3, N] of :func:`quantize_stream`."""
+    return linear.stream_terms
 
 
 def _linears(layer: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
@@ -138,8 +190,9 @@ class FusedDecoder:
         params: list[torch.Tensor] = []
         for layer in stack.layers:
             qkv, out, ffn_in, ffn_out = _linears(layer)  # stream layers always hold a bias tensor
-            params += [*_norm(layer.attention_norm, width), stream_weight(qkv), qkv.bias, stream_weight(out), out.bias,
-                       *_norm(layer.ffn_norm, width), stream_weight(ffn_in), ffn_in.bias, stream_weight(ffn_out), ffn_out.bias]
+            params += [*_norm(layer.attention_norm, width), stream_weight(qkv), stream_terms(qkv), stream_weight(out),
+                       stream_terms(out), *_norm(layer.ffn_norm, width), stream_weight(ffn_in), stream_terms(ffn_in),
+                       stream_weight(ffn_out), stream_terms(ffn_out)]
         self._params = params + [*_norm(stack.final_norm, width)]
         self._kernel = compiled_kernels()
 

@@ -51,29 +51,55 @@ static inline uint32_t bf16_bits(float value) {
   return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
 }
 
+// How one row of inputs was quantised to uint8 for int8 weights: x ~ scale (u - zero).
+struct RowQuant {
+  float scale = 1.f;
+  int32_t zero = 0;
+};
+
 // The weight streams hold 32-bit elements; an Op says what one element is and how it multiplies
-// the matching element of the inputs (x converted by Op::input):
+// the matching element of the inputs (a row of x converted by Op::convert):
 // * F32: one float32 weight per element, times one input;
 // * BF16: two bfloat16 weights (inputs k and k + 1; the first in the low half) per element, times
-//   the two inputs rounded to bfloat16 (vdpbf16ps: acc += w0 x0 + w1 x1).
+//   the two inputs rounded to bfloat16 (vdpbf16ps: acc += w0 x0 + w1 x1);
+// * I8: four int8 weights (inputs 4e..4e+3, the first in the low byte) per element, times the
+//   inputs quantised to uint8 per row (asymmetric: one scale and zero point per row), summed
+//   exactly in int32 (vpdpbusd); Op::dequantize turns the sums into floats with the weights' scale
+//   per output and their column sums (the zero point's share). Other Ops leave the sums as they are.
+// Op::accumulate is the scalar multiply-add of the builds without AVX-512.
+template <typename Op>
+static inline void convert_row(const float* x, int64_t K, float* dst, int64_t es, RowQuant&) {
+  for (int64_t e = 0; e < (K + Op::kInputs - 1) / Op::kInputs; ++e) dst[e * es] = Op::input(x, e, K);
+}
+
 struct F32 {
   static constexpr int64_t kInputs = 1;  // inputs per element
+  static constexpr bool kVector = true;  // has madd where AVX-512 is compiled in
   static inline float input(const float* x, int64_t e, int64_t) { return x[e]; }
-  static inline float scalar(float w, float x) { return w * x; }
+  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
+    convert_row<F32>(x, K, dst, es, q);
+  }
+  static inline float accumulate(float y, float w, float x) { return y + w * x; }
+  static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
 #if defined(__AVX512F__)
   static inline __m512 madd(__m512 w, __m512 x, __m512 acc) { return _mm512_fmadd_ps(w, x, acc); }
 #endif
 };
 struct BF16 {
   static constexpr int64_t kInputs = 2;
+  static constexpr bool kVector = true;
   static inline float input(const float* x, int64_t e, int64_t K) {
     const uint32_t low = bf16_bits(x[2 * e]), high = 2 * e + 1 < K ? bf16_bits(x[2 * e + 1]) : 0u;
     return bits_float(low | (high << 16));
   }
-  static inline float scalar(float w, float x) {
-    const uint32_t wb = float_bits(w), xb = float_bits(x);
-    return bits_float(wb << 16) * bits_float(xb << 16) + bits_float(wb & 0xFFFF0000u) * bits_float(xb & 0xFFFF0000u);
+  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
+    convert_row<BF16>(x, K, dst, es, q);
   }
+  static inline float accumulate(float y, float w, float x) {
+    const uint32_t wb = float_bits(w), xb = float_bits(x);
+    return y + (bits_float(wb << 16) * bits_float(xb << 16) + bits_float(wb & 0xFFFF0000u) * bits_float(xb & 0xFFFF0000u));
+  }
+  static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
 #if defined(__AVX512BF16__)
   static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {
     return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(w), reinterpret_cast<__m512bh&>(x));
@@ -83,6 +109,93 @@ struct BF16 {
     const __m512i wi = _mm512_castps_si512(w), xi = _mm512_castps_si512(x), high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
     acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(wi, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(xi, 16)), acc);
     return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(wi, high)), _mm512_castsi512_ps(_mm512_and_si512(xi, high)), acc);
+  }
+#endif
+};
+struct I8 {
+  static constexpr int64_t kInputs = 4;
+#if defined(__AVX512VNNI__) || defined(__AVX512BW__)
+  static constexpr bool kVector = true;
+#else
+  static constexpr bool kVector = false;
+#endif
+  // x [K] -> uint8 quadruples: zero point and scale from the row's range (0 included), round to
+  // nearest even, as quantize_inputs in speechkit.nn.fused_decode
+  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
+    float low = 0.f, high = 0.f;
+    int64_t k = 0;
+#if defined(__AVX512F__)
+    __m512 lows = _mm512_setzero_ps(), highs = _mm512_setzero_ps();
+    for (; k + 16 <= K; k += 16) {
+      const __m512 v = _mm512_loadu_ps(x + k);
+      lows = _mm512_min_ps(lows, v), highs = _mm512_max_ps(highs, v);
+    }
+    low = _mm512_reduce_min_ps(lows), high = _mm512_reduce_max_ps(highs);
+#endif
+    for (; k < K; ++k) low = std::min(low, x[k]), high = std::max(high, x[k]);
+    float scale = (high - low) / 255.f;
+    if (!(scale > 0.f)) scale = 1.f;
+    const float zero = std::nearbyint(-low / scale);
+    q.scale = scale, q.zero = static_cast<int32_t>(zero);
+    int64_t e = 0;
+#if defined(__AVX512F__)
+    // 16 inputs -> 4 elements: the same division and rounding as below, lane by lane
+    const __m512 scales = _mm512_set1_ps(scale), zeros = _mm512_set1_ps(zero);
+    const __m512 top = _mm512_set1_ps(255.f), bottom = _mm512_setzero_ps();
+    alignas(16) uint32_t quads[4];
+    for (; 4 * e + 16 <= K; e += 4) {
+      const __m512 r = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + 4 * e), scales),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 u = _mm512_min_ps(top, _mm512_max_ps(bottom, _mm512_add_ps(r, zeros)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(quads), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(u)));
+      for (int i = 0; i < 4; ++i) dst[(e + i) * es] = bits_float(quads[i]);
+    }
+#endif
+    for (; e < (K + 3) / 4; ++e) {
+      uint32_t bits = 0;
+      for (int64_t i = 0; i < 4 && 4 * e + i < K; ++i) {
+        const float u = std::min(255.f, std::max(0.f, std::nearbyint(x[4 * e + i] / scale) + zero));
+        bits |= static_cast<uint32_t>(u) << (8 * i);
+      }
+      dst[e * es] = bits_float(bits);
+    }
+  }
+  static inline float accumulate(float y, float w, float x) {  // int32 sums kept in the float's bits
+    const uint32_t wb = float_bits(w), xb = float_bits(x);
+    int32_t dot = 0;
+    for (int i = 0; i < 4; ++i)
+      dot += static_cast<int32_t>(static_cast<int8_t>(wb >> (8 * i))) * static_cast<int32_t>((xb >> (8 * i)) & 0xFFu);
+    return bits_float(float_bits(y) + static_cast<uint32_t>(dot));
+  }
+  // y [n] int32 sums of outputs n0.. -> floats: (sum - zero colsum) (scale weight_scale); terms =
+  // [bias; weight scale; column sum] [3, N]
+  static inline void dequantize(float* y, int64_t n, const RowQuant& q, const float* terms, int64_t N, int64_t n0) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    const __m512i zero = _mm512_set1_epi32(q.zero);
+    const __m512 scale = _mm512_set1_ps(q.scale);
+    for (; j + 16 <= n; j += 16) {  // as below: int32 sum minus zero x column sum, then the scales
+      const __m512i columns = _mm512_cvtps_epi32(_mm512_loadu_ps(terms + 2 * N + n0 + j));
+      const __m512i sum = _mm512_sub_epi32(_mm512_loadu_si512(y + j), _mm512_mullo_epi32(zero, columns));
+      _mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(scale, _mm512_loadu_ps(terms + N + n0 + j))));
+    }
+#endif
+    for (; j < n; ++j) {
+      const int32_t sum = static_cast<int32_t>(float_bits(y[j])) - q.zero * static_cast<int32_t>(terms[2 * N + n0 + j]);
+      y[j] = static_cast<float>(sum) * (q.scale * terms[N + n0 + j]);
+    }
+  }
+#if defined(__AVX512VNNI__)
+  static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {  // acc += u0 w0 + u1 w1 + u2 w2 + u3 w3 (int32)
+    return _mm512_castsi512_ps(_mm512_dpbusd_epi32(_mm512_castps_si512(acc), _mm512_castps_si512(x), _mm512_castps_si512(w)));
+  }
+#elif defined(__AVX512BW__)
+  static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {  // without VNNI: even and odd bytes as 16-bit pairs
+    const __m512i wi = _mm512_castps_si512(w), xi = _mm512_castps_si512(x);
+    const __m512i x_even = _mm512_and_si512(xi, _mm512_set1_epi16(0x00FF)), x_odd = _mm512_srli_epi16(xi, 8);
+    const __m512i w_even = _mm512_srai_epi16(_mm512_slli_epi16(wi, 8), 8), w_odd = _mm512_srai_epi16(wi, 8);
+    const __m512i sums = _mm512_add_epi32(_mm512_madd_epi16(x_even, w_even), _mm512_madd_epi16(x_odd, w_odd));
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(acc), sums));
   }
 #endif
 };
@@ -99,23 +212,26 @@ template <typename Op, int R, int V>
 static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t es, int64_t e0, int64_t e1, float* y,
                              const char* prefetch, const char* prefetch_end, int64_t lines_per_e) {
 #if defined(__AVX512F__)
-  __m512 acc[R][V];
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < V; ++i) acc[r][i] = e0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
-  w += e0 * kBlock;
-  for (int64_t e = e0; e < e1; ++e, w += kBlock) {
-    for (int64_t line = 0; line < lines_per_e && prefetch < prefetch_end; ++line, prefetch += 64)
-      _mm_prefetch(prefetch, _MM_HINT_T1);
-    __m512 weights[V];
-    for (int i = 0; i < V; ++i) weights[i] = _mm512_loadu_ps(w + 16 * i);
-    for (int r = 0; r < R; ++r) {
-      const __m512 xe = _mm512_set1_ps(x[r * xs + e * es]);
-      for (int i = 0; i < V; ++i) acc[r][i] = Op::madd(weights[i], xe, acc[r][i]);
+  if constexpr (Op::kVector) {
+    __m512 acc[R][V];
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < V; ++i) acc[r][i] = e0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(y + r * kBlock + 16 * i);
+    w += e0 * kBlock;
+    for (int64_t e = e0; e < e1; ++e, w += kBlock) {
+      for (int64_t line = 0; line < lines_per_e && prefetch < prefetch_end; ++line, prefetch += 64)
+        _mm_prefetch(prefetch, _MM_HINT_T1);
+      __m512 weights[V];
+      for (int i = 0; i < V; ++i) weights[i] = _mm512_loadu_ps(w + 16 * i);
+      for (int r = 0; r < R; ++r) {
+        const __m512 xe = _mm512_set1_ps(x[r * xs + e * es]);
+        for (int i = 0; i < V; ++i) acc[r][i] = Op::madd(weights[i], xe, acc[r][i]);
+      }
     }
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < V; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
+    return;
   }
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < V; ++i) _mm512_storeu_ps(y + r * kBlock + 16 * i, acc[r][i]);
-#else
+#endif
   (void)prefetch, (void)prefetch_end, (void)lines_per_e;
   if (e0 == 0)
     for (int r = 0; r < R; ++r)
@@ -123,8 +239,7 @@ static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t
   w += e0 * kBlock;
   for (int64_t e = e0; e < e1; ++e, w += kBlock)
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] += Op::scalar(w[j], x[r * xs + e * es]);
-#endif
+      for (int j = 0; j < 16 * V; ++j) y[r * kBlock + j] = Op::accumulate(y[r * kBlock + j], w[j], x[r * xs + e * es]);
 }
 
 enum class Epilogue { kBias, kResidual, kGelu, kGeluTanh };
@@ -217,14 +332,15 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
   const bool chunked = B > kRows, halves = chunked && B <= kHalfRows;
   const int64_t chunk = chunked ? kChunk : E;
   thread_local std::vector<float> y, operand;  // accumulators and converted inputs, kept per thread across calls
+  thread_local std::vector<RowQuant> quant;
   y.resize(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
+  quant.resize(static_cast<size_t>(B));
   const float* xe = x;
   int64_t xs = K, es = 1;
   if (Op::kInputs != 1 || halves) {
     operand.resize(static_cast<size_t>(B * E));
     xs = halves ? 1 : E, es = halves ? B : 1;
-    for (int64_t r = 0; r < B; ++r)
-      for (int64_t e = 0; e < E; ++e) operand[r * xs + e * es] = Op::input(x + r * K, e, K);
+    for (int64_t r = 0; r < B; ++r) Op::convert(x + r * K, K, operand.data() + r * xs, es, quant[r]);
     xe = operand.data();
   }
   for (int64_t b = first; b < last; ++b) {
@@ -264,7 +380,10 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
         next = std::min(next + (e1 - e0) * 128, next_end);
       }
     }
-    for (int64_t r = 0; r < B; ++r) finish(y.data() + r * kBlock, bias + n0, out + r * N + n0, count, epilogue);
+    for (int64_t r = 0; r < B; ++r) {
+      Op::dequantize(y.data() + r * kBlock, count, quant[r], bias, N, n0);
+      finish(y.data() + r * kBlock, bias + n0, out + r * N + n0, count, epilogue);
+    }
   }
 }
 
@@ -400,25 +519,53 @@ static void step_with_cache(const std::vector<Layer>& layers, const float* final
   }
 }
 
-// A linear layer's stream blocks -> their 32-bit elements: float32 [ceil(N/64), K, 64], or bfloat16
-// [ceil(N/64), ceil(K/2), 64, 2] (pairs of inputs) where ``bf16``.
-static const float* checked_stream(const torch::Tensor& tensor, int64_t N, int64_t K, bool bf16, const char* what) {
-  const int64_t blocks = (N + kBlock - 1) / kBlock;
-  if (!bf16) return checked(tensor, {blocks, K, kBlock}, what);
-  TORCH_CHECK(tensor.scalar_type() == torch::kBFloat16 && tensor.is_contiguous() && tensor.device().is_cpu(),
-              what, " must be a contiguous bfloat16 CPU tensor like the other weights");
-  TORCH_CHECK(tensor.sizes() == c10::IntArrayRef({blocks, (K + 1) / 2, kBlock, 2}), what, " has shape ", tensor.sizes(),
-              ", expected [", blocks, ", ", (K + 1) / 2, ", ", kBlock, ", 2]");
-  return reinterpret_cast<const float*>(tensor.data_ptr<at::BFloat16>());
+enum class Weights { kF32, kBF16, kI8 };
+
+static Weights weights_of(const torch::Tensor& blocks) {
+  switch (blocks.scalar_type()) {
+    case torch::kFloat: return Weights::kF32;
+    case torch::kBFloat16: return Weights::kBF16;
+    case torch::kChar: return Weights::kI8;
+    default: TORCH_CHECK(false, "stream blocks must be float32, bfloat16 or int8, not ", blocks.scalar_type());
+  }
+  return Weights::kF32;
 }
 
+// A linear layer's stream blocks -> their 32-bit elements: float32 [ceil(N/64), K, 64], bfloat16
+// [ceil(N/64), ceil(K/2), 64, 2] (pairs of inputs) or int8 [ceil(N/64), ceil(K/4), 64, 4] (quadruples).
+static const float* checked_stream(const torch::Tensor& tensor, int64_t N, int64_t K, Weights kind, const char* what) {
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  if (kind == Weights::kF32) return checked(tensor, {blocks, K, kBlock}, what);
+  const int64_t inputs = kind == Weights::kBF16 ? 2 : 4;
+  const auto dtype = kind == Weights::kBF16 ? torch::kBFloat16 : torch::kChar;
+  TORCH_CHECK(tensor.scalar_type() == dtype && tensor.is_contiguous() && tensor.device().is_cpu(),
+              what, " must be a contiguous ", dtype, " CPU tensor like the other weights");
+  TORCH_CHECK(tensor.sizes() == c10::IntArrayRef({blocks, (K + inputs - 1) / inputs, kBlock, inputs}), what, " has shape ",
+              tensor.sizes(), ", expected [", blocks, ", ", (K + inputs - 1) / inputs, ", ", kBlock, ", ", inputs, "]");
+  return static_cast<const float*>(tensor.data_ptr());
+}
+
+// A stream layer's bias [N]; for int8 blocks its terms [3, N]: bias, weight scale per output, and
+// the column sums of the int8 weights (exact in float32)
+static const float* checked_terms(const torch::Tensor& tensor, int64_t N, Weights kind, const char* what) {
+  if (kind == Weights::kI8) return checked(tensor, {3, N}, what);
+  return checked(tensor, {N}, what);
+}
+
+// The layer's output count: the bias's length (its last dimension for int8 terms)
+static int64_t outputs_of(const torch::Tensor& terms) { return terms.dim() == 0 ? 0 : terms.size(terms.dim() - 1); }
+
 }  // namespace fused
+
+// Whether int8 stream blocks multiply with vector instructions here (AVX512-VNNI, or AVX512-BW).
+bool int8_stream_vectorized() { return fused::I8::kVector; }
 
 // x [B, D] (the new position's inputs of B sequences) -> out [B, D] (the stack's normed outputs); params: per layer
 // norm1 w/b [D], qkv stream [ceil(3D/64), D, 64] + bias [3D], out stream + bias [D], norm2 w/b,
 // ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D] (the
-// streams all float32, or all bfloat16 [blocks, ceil(inputs/2), 64, 2]; everything else float32);
-// then the final norm's w/b. keys/values [L, B, H, max_length, Dh] (float32, bfloat16 or int8 with
+// streams all float32, all bfloat16 [blocks, ceil(inputs/2), 64, 2], or all int8 [blocks, ceil(inputs/4),
+// 64, 4] with terms [3, outputs] for biases (see checked_terms); everything else float32);
+// then the final norm's w/b. keys/values [L, Bc, H, max_length, Dh] (float32, bfloat16 or int8 with
 // scales [L, Bc, H, max_length]) of Bc >= B sequences; valid [Bc, max_length] bool or None; rows None
 // (B == Bc: row b is the cache's sequence b) or LongTensor[B], the cache sequence of each row, in
 // increasing order (the others are left as they are: finished sequences of a batch); the position is
@@ -432,7 +579,7 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   TORCH_CHECK(params.size() % 12 == 2 && params.size() > 2, "params: 12 tensors per layer and the final norm's 2");
   TORCH_CHECK(x.dim() == 2, "x must be [batch, width]");
   const int64_t L = static_cast<int64_t>(params.size() / 12);
-  const int64_t B = x.size(0), D = x.size(1), F = params[9].numel();
+  const int64_t B = x.size(0), D = x.size(1), F = fused::outputs_of(params[9]);
   TORCH_CHECK(keys.dim() == 5 && keys.size(0) == L && keys.sizes() == values.sizes(),
               "keys/values must be [layers, batch, heads, max_length, head_dim]");
   const int64_t Bc = keys.size(1);
@@ -454,16 +601,17 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   TORCH_CHECK(position >= 0 && position < M, "position ", position, " is outside the cache");
   const float* xp = checked(x, {B, D}, "x");
   float* op = const_cast<float*>(checked(out, {B, D}, "out"));
-  const bool bf16 = params[2].scalar_type() == torch::kBFloat16;
+  const fused::Weights kind = fused::weights_of(params[2]);
+  using fused::checked_terms;
   std::vector<fused::Layer> layers(static_cast<size_t>(L));
   for (int64_t i = 0; i < L; ++i) {
     const torch::Tensor* p = params.data() + 12 * i;
     layers[i] = fused::Layer{checked(p[0], {D}, "norm1 weight"), checked(p[1], {D}, "norm1 bias"),
-                             checked_stream(p[2], 3 * D, D, bf16, "qkv weight"), checked(p[3], {3 * D}, "qkv bias"),
-                             checked_stream(p[4], D, D, bf16, "out weight"), checked(p[5], {D}, "out bias"),
+                             checked_stream(p[2], 3 * D, D, kind, "qkv weight"), checked_terms(p[3], 3 * D, kind, "qkv bias"),
+                             checked_stream(p[4], D, D, kind, "out weight"), checked_terms(p[5], D, kind, "out bias"),
                              checked(p[6], {D}, "norm2 weight"), checked(p[7], {D}, "norm2 bias"),
-                             checked_stream(p[8], F, D, bf16, "ffn_in weight"), checked(p[9], {F}, "ffn_in bias"),
-                             checked_stream(p[10], D, F, bf16, "ffn_out weight"), checked(p[11], {D}, "ffn_out bias")};
+                             checked_stream(p[8], F, D, kind, "ffn_in weight"), checked_terms(p[9], F, kind, "ffn_in bias"),
+                             checked_stream(p[10], D, F, kind, "ffn_out weight"), checked_terms(p[11], D, kind, "ffn_out bias")};
   }
   const float* final_w = checked(params[12 * L], {D}, "final norm weight");
   const float* final_b = checked(params[12 * L + 1], {D}, "final norm bias");
@@ -477,25 +625,28 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   }
   const fused::Cache cache{keys.stride(0), keys.stride(1), keys.stride(2), keys.stride(3), Bc * H * M, H * M, M, slots};
   const float e = static_cast<float>(eps);
-  if (bf16) {
+  if (kind == fused::Weights::kBF16) {
     fused::step_with_cache<fused::BF16>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,
                                         key_scales, value_scales, cache, valid_data, valid_stride, position);
+  } else if (kind == fused::Weights::kI8) {
+    fused::step_with_cache<fused::I8>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,
+                                      key_scales, value_scales, cache, valid_data, valid_stride, position);
   } else {
     fused::step_with_cache<fused::F32>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys, values,
                                        key_scales, value_scales, cache, valid_data, valid_stride, position);
   }
 }
 
-// y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks (float32 [ceil(N/64), K, 64]
-// or bfloat16 [ceil(N/64), ceil(K/2), 64, 2]): prefill and the layer-by-layer path, the same sums as
-// the fused step, so both agree exactly.
+// y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks (float32 [ceil(N/64), K, 64],
+// bfloat16 [ceil(N/64), ceil(K/2), 64, 2] or int8 [ceil(N/64), ceil(K/4), 64, 4] with bias = its terms
+// [3, N]): prefill and the layer-by-layer path, the same sums as the fused step, so both agree exactly.
 torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor bias) {
   TORCH_CHECK(x.dim() == 2, "x must be [M, K]");
-  const int64_t M = x.size(0), K = x.size(1), N = bias.numel();
-  const bool bf16 = blocks.scalar_type() == torch::kBFloat16;
+  const int64_t M = x.size(0), K = x.size(1), N = fused::outputs_of(bias);
+  const fused::Weights kind = fused::weights_of(blocks);
   const float* xp = fused::checked(x, {M, K}, "x");
-  const float* wp = fused::checked_stream(blocks, N, K, bf16, "blocks");
-  const float* bp = fused::checked(bias, {N}, "bias");
+  const float* wp = fused::checked_stream(blocks, N, K, kind, "blocks");
+  const float* bp = fused::checked_terms(bias, N, kind, "bias");
   auto out = torch::empty({M, N}, x.options());
   float* op = out.data_ptr<float>();
   const int requested = std::max(1, at::get_num_threads());
@@ -508,8 +659,12 @@ torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     for (int64_t r0 = 0; r0 < M; r0 += kSlab) {
       const int64_t rows = std::min(kSlab, M - r0);
-      if (bf16) fused::gemv<fused::BF16>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
-      else fused::gemv<fused::F32>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+      if (kind == fused::Weights::kBF16)
+        fused::gemv<fused::BF16>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+      else if (kind == fused::Weights::kI8)
+        fused::gemv<fused::I8>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+      else
+        fused::gemv<fused::F32>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
     }
   }
   return out;

@@ -10,7 +10,8 @@ from torch import nn
 from speechkit.infer.precision import PackedLinear, apply_precision
 from speechkit.nn import TransformerStack
 from speechkit.nn.decode_kernel import decode_kernel_available
-from speechkit.nn.fused_decode import FusedDecoder, pack_stream, stream_linear, stream_weight, unpack_stream
+from speechkit.nn.fused_decode import (FusedDecoder, pack_stream, quantize_inputs, quantize_stream, stream_linear,
+                                      stream_weight, unpack_stream)
 from speechkit.nn.lean_decode import LeanDecoder
 
 pytestmark = pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
@@ -77,13 +78,13 @@ def test_bf16_stream_blocks_pair_consecutive_inputs() -> None:
     assert torch.equal(blocks[:, 2, :, 1], torch.zeros(2, 64, dtype=torch.bfloat16))  # input 5 of 5: padding
     assert torch.equal(blocks[1, :, 6:], torch.zeros(3, 58, 2, dtype=torch.bfloat16))
     assert torch.equal(unpack_stream(blocks, 5)[:70], rounded.float())
-    with pytest.raises(ValueError, match="float32 or bfloat16"):
+    with pytest.raises(ValueError, match="float32, bfloat16 or int8"):
         pack_stream(weight, torch.float16)
 
 
 @pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.int8])
 @pytest.mark.parametrize("gelu", ["none", "tanh"])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_fused_step_matches_the_layer_by_layer_step(threads: int, cache_dtype: torch.dtype, gelu: str, precision: str) -> None:
     model = packed_stack(gelu=gelu, precision=precision)
     x = torch.randn(3, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(1))
@@ -111,7 +112,7 @@ def test_a_sequence_alone_matches_it_in_a_batch() -> None:
 
 
 @pytest.mark.parametrize("batch", [7, 8, 9])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_equal_caches_give_bit_identical_rows(batch: int, precision: str) -> None:
     """Every row is summed in the same order whatever the batch, so a step's result for a
     sequence does not depend on the other sequences decoded with it (7-8 rows: chunked, two half
@@ -132,7 +133,7 @@ def test_equal_caches_give_bit_identical_rows(batch: int, precision: str) -> Non
 
 
 @pytest.mark.parametrize("cache_dtype", [torch.float32, torch.int8])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_a_step_for_some_rows_equals_the_full_step_and_leaves_the_rest(cache_dtype: torch.dtype, precision: str) -> None:
     """``rows``: only the named sequences of the cache take the step (ended ones of a batch):
     their outputs and cache entries are those of the step for all, bit for bit (per-row sums);
@@ -207,19 +208,74 @@ def test_bf16_keeps_one_bf16_stream_copy_and_takes_the_fused_runner() -> None:
     assert isinstance(cache.step_runner, FusedDecoder)
 
 
-def test_the_bf16_step_stays_close_to_fp32() -> None:
-    """bfloat16 weights and inputs (8 significant bits) with float32 sums: outputs within a few
-    per cent of the activations' scale of the fp32 step's."""
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_the_reduced_precision_step_stays_close_to_fp32(precision: str) -> None:
+    """bfloat16 weights and inputs (8 significant bits) with float32 sums, or int8 weights and
+    uint8 inputs with exact sums: outputs within a few per cent of the activations' scale of the
+    fp32 step's."""
     x = torch.randn(3, PROMPT + STEPS, WIDTH, generator=torch.Generator().manual_seed(6))
     fp32, _ = decode(packed_stack(), x, fused=True, cache_dtype=torch.float32)
-    bf16, _ = decode(packed_stack(precision="bf16"), x, fused=True, cache_dtype=torch.float32)
-    error = (bf16 - fp32).abs().max() / fp32.std()
+    reduced, _ = decode(packed_stack(precision=precision), x, fused=True, cache_dtype=torch.float32)
+    error = (reduced - fp32).abs().max() / fp32.std()
     assert 0 < error < 0.1
 
 
-def test_int8_and_opting_out_keep_no_stream_copy() -> None:
-    for model in (apply_precision(TransformerStack(num_layers=1, d_model=32, num_heads=2, ffn_dim=64).eval(), "int8"),
-                  packed_stack(fused_step=False), packed_stack(fused_step=False, precision="bf16")):
+def test_int8_keeps_one_int8_stream_copy_and_takes_the_fused_runner() -> None:
+    model = packed_stack(precision="int8")
+    linears = [module for module in model.modules() if isinstance(module, PackedLinear)]
+    assert linears and all(module.weight is None and stream_weight(module).dtype == torch.int8 for module in linears)
+    assert all(module.stream_terms.shape == (3, module.out_features) for module in linears)
+    cache = model.new_cache(2, 3, dtype=torch.float32, device=torch.device("cpu"))
+    with torch.inference_mode():
+        model.decode_step(torch.ones(2, 1, WIDTH), cache, 0)
+    assert isinstance(cache.step_runner, FusedDecoder)
+
+
+def test_int8_stream_blocks_hold_quantised_quadruples_and_their_terms() -> None:
+    weight, bias = torch.randn(70, 6), torch.randn(70)
+    weight[5] = 0.0  # a row of zeros: scale 1, all zeros
+    blocks, terms = quantize_stream(weight, bias)
+    scale = weight.abs().amax(dim=1) / 127
+    scale[5] = 1.0
+    quantized = torch.round(weight / scale[:, None]).to(torch.int8)
+    assert blocks.shape == (2, 2, 64, 4) and blocks.dtype == torch.int8 and blocks.is_contiguous()
+    assert torch.equal(blocks[1, 0, 3], quantized[67, :4]) and torch.equal(blocks[0, 1, 10, :2], quantized[10, 4:])
+    assert torch.equal(blocks[:, 1, :, 2:], torch.zeros(2, 64, 2, dtype=torch.int8))  # inputs 6-7 of 6: padding
+    assert quantized.abs().max() == 127 and torch.equal(unpack_stream(blocks, 6)[:70], quantized.long())
+    assert torch.equal(terms[0], bias) and torch.equal(terms[1], scale)
+    assert torch.equal(terms[2], quantized.sum(dim=1).float())
+    with pytest.raises(ValueError, match="int8 weight"):
+        pack_stream(weight, torch.int8)
+
+
+def test_inputs_are_quantised_per_row_with_a_zero_point() -> None:
+    x = torch.tensor([[-1.0, 0.5, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.25, 1.0, 0.5, 0.75]])
+    values, scale, zero = quantize_inputs(x)
+    assert values.min() >= 0 and values.max() <= 255 and values.dtype == torch.long
+    assert torch.equal(values[0], torch.tensor([0, 127, 255, 85])) and int(zero[0]) == 85  # 0.5 / (3 / 255) = 42.5 -> 42: even
+    assert torch.equal(values[1], torch.zeros(4, dtype=torch.long)) and float(scale[1]) == 1.0  # all zeros
+    assert int(zero[2]) == 0 and int(values[2, 1]) == 255  # no negatives: the whole range above zero
+    assert torch.allclose(scale[:, None] * (values - zero[:, None]), x, atol=float(scale.max()) / 2)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 8, 150])
+def test_int8_stream_linear_is_its_integer_arithmetic(rows: int) -> None:
+    """The int8 kernel equals the torch statement of its arithmetic (inputs quantised per row,
+    exact integer sums, then the scales) exactly, and an fp32 layer within ~1 %."""
+    generator = torch.Generator().manual_seed(rows)
+    weight, bias, x = torch.randn(200, 301, generator=generator), torch.randn(200, generator=generator), torch.randn(2, rows, 301, generator=generator)
+    blocks, terms = quantize_stream(weight, bias)
+    with torch.inference_mode():
+        compiled = stream_linear(x, blocks, terms)
+    fallback = stream_linear(x.requires_grad_(), blocks, terms).detach()  # autograd: the torch path
+    assert compiled.shape == (2, rows, 200) and torch.equal(compiled, fallback)
+    expected = torch.nn.functional.linear(x.detach(), weight, bias)
+    assert float((compiled - expected).abs().max() / expected.abs().max()) < 0.02
+
+
+def test_opting_out_keeps_no_stream_copy() -> None:
+    for model in (packed_stack(fused_step=False), packed_stack(fused_step=False, precision="bf16"),
+                  packed_stack(fused_step=False, precision="int8")):
         assert all(stream_weight(module) is None for module in model.modules())
         cache = model.new_cache(1, 2, dtype=torch.float32, device=torch.device("cpu"))
         with torch.inference_mode():
