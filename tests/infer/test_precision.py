@@ -127,6 +127,24 @@ def test_layers_are_swapped() -> None:
     assert not any(type(module) is nn.Linear for module in quantized.modules())
 
 
+def test_int8_streams_the_ar_decoder_and_quantises_the_rest_dynamically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """int8 on CPU: the AR decoder's layers and head as int8 stream blocks (fused step) where the
+    kernel multiplies int8 with vector instructions; everything through torch.ao otherwise."""
+    from speechkit.infer import precision as precision_module
+
+    model = apply_precision(tiny(), "int8")
+    streamed = [module for module in model.modules() if stream_weight(module) is not None]
+    if FusedDecoder.enabled() and precision_module.int8_streams_vectorized():
+        assert streamed and all(module.stream_weight.dtype == torch.int8 for module in streamed)
+        assert stream_weight(model.head) is not None
+    monkeypatch.setattr(precision_module, "int8_streams_vectorized", lambda: False)
+    fallback = apply_precision(tiny(), "int8")
+    assert not any(stream_weight(module) is not None for module in fallback.modules())
+    assert not any(type(module) in (nn.Linear, PackedLinear) for module in fallback.modules())
+    generated = fallback.generate_batch(*prompts(), temperature=0.0)
+    assert len(generated.codes) == 2
+
+
 @pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
 def test_nar_precision_paths_run(name: str) -> None:
     model = tiny(name, "nar_lm", num_quantizers=3)
