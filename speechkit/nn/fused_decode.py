@@ -1,5 +1,5 @@
 """One decoding step of a whole :class:`~speechkit.nn.transformer.TransformerStack`, for a batch of
-sequences, in one compiled call (CPU, fp32 or bf16 weights).
+sequences, in one compiled call (CPU, fp32, bf16 or int8 weights).
 
 Batch-1 decoding reads every weight once per step, so its floor is the weight bytes over the
 memory bandwidth. With one oneDNN matrix-vector product per linear layer (and the norms, attention
@@ -11,9 +11,12 @@ step runs at close to the streaming rate.
 
 It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps the linear
 layers of the stacks this runner supports in that layout (one copy; the prompt's many rows go
-through :func:`stream_linear`, the same sums) when the precision is fp32 or bf16 on CPU (bf16:
-pairs of bfloat16 weights multiplied by the inputs rounded to bfloat16, ``vdpbf16ps``, sums in
-float32). :meth:`TransformerStack.decode_step` then uses :class:`FusedDecoder` for steps on CPU
+through :func:`stream_linear`, the same sums) when the precision is fp32, bf16 or int8 on CPU
+(bf16: pairs of bfloat16 weights multiplied by the inputs rounded to bfloat16, ``vdpbf16ps``,
+sums in float32; int8: quadruples of int8 weights with a scale per output, multiplied by the
+inputs quantised per row to uint8, ``vpdpbusd``, exact int32 sums, :func:`quantize_stream`).
+A batch whose sequences end one by one passes ``rows``, the sequences still decoding: the others
+skip the step. :meth:`TransformerStack.decode_step` then uses :class:`FusedDecoder` for steps on CPU
 with float32 inputs and :class:`~speechkit.nn.lean_decode.LeanDecoder` for the rest; ``SPEECHKIT_FUSED_DECODE=0`` turns the fused step off. The results equal the layer
 by layer computation up to float rounding (sums in a different order): tests compare them. Every
 output of a linear layer is one chain of multiply-adds in input order, whatever the batch, so a

@@ -10,7 +10,10 @@ a batch:
   multiply-add row, the access pattern the hardware prefetchers stream fastest; bf16 weights
   keep the same layout of 32-bit elements with a pair of inputs per element,
   BFloat16Tensor[ceil(N/64), ceil(K/2), 64, 2], multiplied by the inputs rounded to bfloat16
-  with ``vdpbf16ps`` (half the bytes and half the instructions per multiply-add);
+  with ``vdpbf16ps`` (half the bytes and half the instructions per multiply-add); int8 weights
+  keep it with four inputs per element, CharTensor[ceil(N/64), ceil(K/4), 64, 4], multiplied by
+  the inputs quantised per row to uint8 with ``vpdpbusd`` (exact int32 sums, turned into floats
+  with the weights' scales and column sums as the outputs are written);
 * up to 6 sequences take one pass over a block; more take it chunk by chunk (32 KB), every group
   of 6 over a chunk before the next (7-8 sequences: two passes over the chunk's two halves of
   columns, each with every sequence), prefetching the next chunk meanwhile: the weights are read
