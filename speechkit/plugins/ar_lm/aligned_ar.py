@@ -147,7 +147,7 @@ class AlignedAR(ValleAR):
                 + self.phone_language_embedding(phone_langs)
                 + self.input_position_embedding(self._clip(phone_positions))
             )
-            x = x + phone * has_phone.unsqueeze(-1)
+            x = x + (phone if has_phone is None else phone * has_phone.unsqueeze(-1))  # None: every frame has one
         return self.code_positions(x, positions)
 
     def _fuse(self, hidden: torch.Tensor, phone_state: torch.Tensor, position: torch.Tensor, has_phone: torch.Tensor) -> torch.Tensor:
@@ -155,6 +155,14 @@ class AlignedAR(ValleAR):
         BoolTensor[...] -> FloatTensor[..., D]."""
         phone = self.phone_state_projection(phone_state) + self.output_position_embedding(self._clip(position))
         return hidden + phone * has_phone.unsqueeze(-1)
+
+    def _fuse_step(self, hidden: torch.Tensor, projected: torch.Tensor, pointer: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """:meth:`_fuse` for one decoding step of every sequence, each with its phone: hidden
+        FloatTensor[B, D], projected FloatTensor[B, P, D] (``phone_state_projection`` of all phone
+        states, computed once per generation), pointer (phone index) and position LongTensor[B]
+        -> FloatTensor[B, D]."""
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden + (projected[rows, pointer] + self.output_position_embedding(self._clip(position)))
 
     @staticmethod
     def _gather_phone(phone_states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -344,10 +352,9 @@ class AlignedAR(ValleAR):
     ) -> torch.Tensor:
         """Feed the last frame's code LongTensor[B] with its phone (token id, language, position
         in phone: LongTensor[B]); returns the next hidden state FloatTensor[B, D]."""
-        has_phone = torch.ones_like(tokens, dtype=torch.bool).unsqueeze(1)
         x = self._embed_frames(
             tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1),
-            phone_ids.unsqueeze(1), phone_langs.unsqueeze(1), phone_positions.unsqueeze(1), has_phone,
+            phone_ids.unsqueeze(1), phone_langs.unsqueeze(1), phone_positions.unsqueeze(1),
         )
         hidden = self.decoder.decode_step(x, state.cache, state.start, state.rows)
         state.start += 1
@@ -397,11 +404,10 @@ class AlignedAR(ValleAR):
         state, hidden = self.prefill(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs, max_steps)
         pointer, in_phone = first.clone(), torch.zeros_like(first)
         survival = torch.ones(batch_size, device=device)  # P(still in the current phone) so far
-        yes = torch.ones_like(finished)
+        projected = self.phone_state_projection(state.phone_states)  # [B, P, D], once: the steps gather rows
         for step in range(max_steps):
             if step > 0:
-                current = self._gather_phone(state.phone_states, pointer.unsqueeze(1))[:, 0]
-                advance_logit = self.advance_head(self._fuse(hidden, current, in_phone, yes)).squeeze(-1)  # [B]
+                advance_logit = self.advance_head(self._fuse_step(hidden, projected, pointer, in_phone)).squeeze(-1)  # [B]
                 probability = torch.sigmoid(advance_logit.float())
                 if config.sample_advance and not greedy:
                     advance = torch.bernoulli(probability, generator=generator).bool()
@@ -423,8 +429,7 @@ class AlignedAR(ValleAR):
                 pointer = torch.minimum(pointer + advance.long(), last)
                 in_phone = torch.where(advance, torch.zeros_like(in_phone), in_phone + 1)
                 survival = torch.where(advance, torch.ones_like(survival), survival)
-            phone_state = self._gather_phone(state.phone_states, pointer.unsqueeze(1))[:, 0]
-            logits = self.code_head(self._fuse(hidden, phone_state, in_phone, yes)).unsqueeze(1)  # [B, 1, K]
+            logits = self.code_head(self._fuse_step(hidden, projected, pointer, in_phone)).unsqueeze(1)  # [B, 1, K]
             self._ban_long_runs(logits, history, step)
             tokens = sample_tokens(logits[:, 0], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
             history[:, step] = tokens

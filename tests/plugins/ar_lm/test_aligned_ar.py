@@ -153,6 +153,25 @@ def test_survival_rule_advances_at_the_median_duration() -> None:
         tiny_ar(advance_survival=1.0)
 
 
+def test_the_step_fusion_equals_fusing_the_gathered_phone_state() -> None:
+    """Generation projects every phone state once and gathers rows (``_fuse_step``); that is
+    ``_fuse`` of each sequence's phone state (bit for bit where the projection's rows do not
+    depend on each other: the stream blocks of ``apply_precision``)."""
+    from speechkit.infer.precision import apply_precision
+    from speechkit.nn.decode_kernel import decode_kernel_available
+
+    generator = torch.Generator().manual_seed(0)
+    hidden, states = torch.randn(3, 32, generator=generator), torch.randn(3, 5, 32, generator=generator)
+    pointer, position = torch.tensor([0, 4, 2]), torch.tensor([0, 7, 100])  # 100: clipped like _fuse
+    for model in (tiny_ar(), apply_precision(tiny_ar(), "fp32")):
+        with torch.inference_mode():
+            expected = model._fuse(hidden, states[torch.arange(3), pointer], position, torch.ones(3, dtype=torch.bool))
+            got = model._fuse_step(hidden, model.phone_state_projection(states), pointer, position)
+        assert torch.allclose(got, expected, atol=1e-6, rtol=0)
+    if decode_kernel_available():  # the last model's projection: stream blocks
+        assert torch.equal(got, expected)
+
+
 def test_batched_greedy_equals_one_at_a_time_with_prompts() -> None:
     model, batch = tiny_ar(), aligned_batch()
     prompts, prompt_lens = batch["codes"][:, :3], torch.tensor([3, 1])
