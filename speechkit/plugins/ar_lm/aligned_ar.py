@@ -418,7 +418,7 @@ class AlignedAR(ValleAR):
                     advance = probability > config.advance_threshold
                 advance = advance | (in_phone + 1 >= config.max_frames_in_phone)
                 ended = ~finished & advance & (pointer == last)
-                if bool(ended.any()):  # rarely: one host sync per step otherwise
+                if bool(ended.any()):  # the bookkeeping only in a step where a sequence ends
                     lengths = torch.where(ended, torch.full_like(lengths, step), lengths)
                     for index in ended.nonzero().flatten().tolist():
                         reasons[index] = "eos"

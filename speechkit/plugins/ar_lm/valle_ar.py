@@ -342,7 +342,7 @@ class ValleAR(nn.Module, ARLanguageModel):
             looped = looped & ~finished & ~ended & ~too_long
             lengths = torch.where(looped, loop_lengths, lengths)
             stopped = ended | too_long | looped
-            if bool(stopped.any()):  # rarely: one host sync per step otherwise
+            if bool(stopped.any()):  # the bookkeeping only in a step where a sequence ends
                 for row, reason in ((ended, "eos"), (too_long, "max_length"), (looped, "loop")):
                     for index in row.nonzero().flatten().tolist():
                         reasons[index] = reason
