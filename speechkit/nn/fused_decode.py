@@ -139,12 +139,6 @@ def stream_weight(linear: nn.Module) -> torch.Tensor | None:
     return blocks if isinstance(blocks, torch.Tensor) else None
 
 
-def stream_terms(linear: nn.Module) -> torch.Tensor:
-    """What a stream layer adds to its sums: its bias FloatTensor[N], or for int8 blocks the terms
-    FloatTensor[3, N] of :func:`quantize_stream`."""
-    return linear.stream_terms
-
-
 def _linears(layer: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
     return layer.attention.qkv, layer.attention.out, layer.ffn[0], layer.ffn[3]
 
@@ -192,10 +186,10 @@ class FusedDecoder:
         width = stack.d_model
         params: list[torch.Tensor] = []
         for layer in stack.layers:
-            qkv, out, ffn_in, ffn_out = _linears(layer)  # stream layers always hold a bias tensor
-            params += [*_norm(layer.attention_norm, width), stream_weight(qkv), stream_terms(qkv), stream_weight(out),
-                       stream_terms(out), *_norm(layer.ffn_norm, width), stream_weight(ffn_in), stream_terms(ffn_in),
-                       stream_weight(ffn_out), stream_terms(ffn_out)]
+            qkv, out, ffn_in, ffn_out = _linears(layer)  # stream layers hold their terms: bias (int8: + scales)
+            params += [*_norm(layer.attention_norm, width), stream_weight(qkv), qkv.stream_terms, stream_weight(out),
+                       out.stream_terms, *_norm(layer.ffn_norm, width), stream_weight(ffn_in), ffn_in.stream_terms,
+                       stream_weight(ffn_out), ffn_out.stream_terms]
         self._params = params + [*_norm(stack.final_norm, width)]
         self._kernel = compiled_kernels()
 

@@ -70,39 +70,36 @@ struct RowQuant {
 //   exactly in int32 (vpdpbusd); Op::dequantize turns the sums into floats with the weights' scale
 //   per output and their column sums (the zero point's share). Other Ops leave the sums as they are.
 // Op::accumulate is the scalar multiply-add of the builds without AVX-512.
-template <typename Op>
-static inline void convert_row(const float* x, int64_t K, float* dst, int64_t es, RowQuant&) {
-  for (int64_t e = 0; e < (K + Op::kInputs - 1) / Op::kInputs; ++e) dst[e * es] = Op::input(x, e, K);
-}
 
-struct F32 {
+// The float Ops' shared parts: inputs converted element by element (Op::input), sums already floats.
+template <typename Op>
+struct FloatSums {
+  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant&) {
+    for (int64_t e = 0; e < (K + Op::kInputs - 1) / Op::kInputs; ++e) dst[e * es] = Op::input(x, e, K);
+  }
+  static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
+};
+
+struct F32 : FloatSums<F32> {
   static constexpr int64_t kInputs = 1;  // inputs per element
   static constexpr bool kVector = true;  // has madd where AVX-512 is compiled in
   static inline float input(const float* x, int64_t e, int64_t) { return x[e]; }
-  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
-    convert_row<F32>(x, K, dst, es, q);
-  }
   static inline float accumulate(float y, float w, float x) { return y + w * x; }
-  static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
 #if defined(__AVX512F__)
   static inline __m512 madd(__m512 w, __m512 x, __m512 acc) { return _mm512_fmadd_ps(w, x, acc); }
 #endif
 };
-struct BF16 {
+struct BF16 : FloatSums<BF16> {
   static constexpr int64_t kInputs = 2;
   static constexpr bool kVector = true;
   static inline float input(const float* x, int64_t e, int64_t K) {
     const uint32_t low = bf16_bits(x[2 * e]), high = 2 * e + 1 < K ? bf16_bits(x[2 * e + 1]) : 0u;
     return bits_float(low | (high << 16));
   }
-  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
-    convert_row<BF16>(x, K, dst, es, q);
-  }
   static inline float accumulate(float y, float w, float x) {
     const uint32_t wb = float_bits(w), xb = float_bits(x);
     return y + (bits_float(wb << 16) * bits_float(xb << 16) + bits_float(wb & 0xFFFF0000u) * bits_float(xb & 0xFFFF0000u));
   }
-  static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
 #if defined(__AVX512BF16__)
   static inline __m512 madd(__m512 w, __m512 x, __m512 acc) {
     return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(w), reinterpret_cast<__m512bh&>(x));

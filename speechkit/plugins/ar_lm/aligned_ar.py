@@ -153,8 +153,13 @@ class AlignedAR(ValleAR):
     def _fuse(self, hidden: torch.Tensor, phone_state: torch.Tensor, position: torch.Tensor, has_phone: torch.Tensor) -> torch.Tensor:
         """Late fusion: hidden, phone_state FloatTensor[..., D], position LongTensor[...], has_phone
         BoolTensor[...] -> FloatTensor[..., D]."""
-        phone = self.phone_state_projection(phone_state) + self.output_position_embedding(self._clip(position))
+        phone = self._phone_term(self.phone_state_projection(phone_state), position)
         return hidden + phone * has_phone.unsqueeze(-1)
+
+    def _phone_term(self, projected: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """What late fusion adds for a phone: its projected state FloatTensor[..., D] plus the
+        embedding of the frame's position in the phone LongTensor[...]."""
+        return projected + self.output_position_embedding(self._clip(position))
 
     def _fuse_step(self, hidden: torch.Tensor, projected: torch.Tensor, pointer: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """:meth:`_fuse` for one decoding step of every sequence, each with its phone: hidden
@@ -162,7 +167,7 @@ class AlignedAR(ValleAR):
         states, computed once per generation), pointer (phone index) and position LongTensor[B]
         -> FloatTensor[B, D]."""
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden + (projected[rows, pointer] + self.output_position_embedding(self._clip(position)))
+        return hidden + self._phone_term(projected[rows, pointer], position)
 
     @staticmethod
     def _gather_phone(phone_states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -425,7 +430,7 @@ class AlignedAR(ValleAR):
                     finished = finished | ended
                     if bool(finished.all()):
                         break
-                    state.rows = (~finished).nonzero().flatten()  # the ended sequences skip their steps
+                    state.skip_finished(finished)
                 pointer = torch.minimum(pointer + advance.long(), last)
                 in_phone = torch.where(advance, torch.zeros_like(in_phone), in_phone + 1)
                 survival = torch.where(advance, torch.ones_like(survival), survival)
@@ -442,7 +447,7 @@ class AlignedAR(ValleAR):
                 finished = finished | too_long
                 if bool(finished.all()):
                     break
-                state.rows = (~finished).nonzero().flatten()
+                state.skip_finished(finished)
             phone_ids = phones.gather(1, pointer.unsqueeze(1))[:, 0]
             langs = phone_langs.gather(1, pointer.unsqueeze(1))[:, 0]
             hidden = self.decode_step(state, tokens, phone_ids, langs, in_phone)

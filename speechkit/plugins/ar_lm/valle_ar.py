@@ -58,6 +58,10 @@ class ARDecodingState:
     target_langs: torch.Tensor
     rows: torch.Tensor | None = dataclasses.field(default=None, kw_only=True)
 
+    def skip_finished(self, finished: torch.Tensor) -> None:
+        """Let the sequences marked in ``finished`` (BoolTensor[B]) skip the next steps."""
+        self.rows = (~finished).nonzero().flatten()
+
 
 @AR_LM.register("valle_ar")
 class ValleAR(nn.Module, ARLanguageModel):
@@ -349,7 +353,7 @@ class ValleAR(nn.Module, ARLanguageModel):
                 finished = finished | stopped
                 if bool(finished.all()):
                     break
-                state.rows = (~finished).nonzero().flatten()  # the ended sequences skip their steps
+                state.skip_finished(finished)
             logits = self.decode_step(state, tokens)
         codes = [history[row, : int(lengths[row])].clone() for row in range(batch_size)]
         return ARGeneration(codes=codes, stop_reasons=reasons)
