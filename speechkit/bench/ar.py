@@ -9,7 +9,8 @@ For every size x precision x KV-cache precision x batch it builds the random-wei
 :mod:`speechkit.bench.scenario`, applies the precision (:func:`speechkit.infer.apply_precision`)
 and runs ``generate_batch`` on a 3 s prompt for 10 s of output (the real decoding loop: KV cache,
 sampling, per-sequence stopping, guards). It reports the prompt encoding (prefill) time, ms per
-decoding step, generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
+decoding step and, on CPU, the part of it spent outside the decoder stacks' steps (``loop_ms_per_step``:
+embeddings, heads, sampling, guards, Python), generated tokens/s, the AR real-time factor, peak memory and, for batch 1, the
 floor: bytes read per step (linear weights + the KV cache at the average length) divided by the
 memory bandwidth measured just before the run, and the ratio of the measured step to it. Every
 precision is also checked against the plain fp32 model (:class:`GreedyReference`): the share of
@@ -24,6 +25,7 @@ import dataclasses
 import inspect
 import statistics
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 import torch
@@ -41,10 +43,12 @@ from speechkit.nn.transformer import TransformerStack
 AGREEMENT_FRAMES = 100
 
 
-def _instrument(model: nn.Module, clock: Clock) -> dict[str, int]:
-    """Make ``model.prefill`` mark ``prefilled`` on ``clock`` and count ``decode_step`` calls
-    (instance attributes shadowing the methods, for this benchmark's model only)."""
-    counts = {"steps": 0}
+def _instrument(model: nn.Module, clock: Clock) -> dict[str, Any]:
+    """Make ``model.prefill`` mark ``prefilled`` on ``clock``, count ``decode_step`` calls and,
+    on CPU, add up the seconds spent in the decoder stacks' steps (``stack_s``: the fused or lean
+    step; the rest of a step is the loop around it: embeddings, heads, sampling, guards). Instance
+    attributes shadow the methods, for this benchmark's model only (:func:`_restore` removes them)."""
+    counts: dict[str, Any] = {"steps": 0, "stack_s": 0.0 if clock.device.type == "cpu" else None}
     prefill, decode_step = model.prefill, model.decode_step
 
     def timed_prefill(*args: Any, **kwargs: Any) -> Any:
@@ -56,8 +60,30 @@ def _instrument(model: nn.Module, clock: Clock) -> dict[str, int]:
         counts["steps"] += 1
         return decode_step(*args, **kwargs)
 
+    def timed_stack_step(stack_step: Callable[..., Any]) -> Callable[..., Any]:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = stack_step(*args, **kwargs)
+            counts["stack_s"] += time.perf_counter() - start
+            return result
+        return step
+
     model.prefill, model.decode_step = timed_prefill, counted_step  # type: ignore[method-assign]
+    if counts["stack_s"] is not None:  # on CUDA a step is queued, not run: no per-step clock
+        for stack in _stacks(model):
+            stack.decode_step = timed_stack_step(stack.decode_step)  # type: ignore[method-assign]
     return counts
+
+
+def _stacks(model: nn.Module) -> list[TransformerStack]:
+    return [module for module in model.modules() if isinstance(module, TransformerStack)]
+
+
+def _restore(model: nn.Module) -> None:
+    """Undo :func:`_instrument`: back to the classes' methods."""
+    del model.prefill, model.decode_step
+    for stack in _stacks(model):
+        stack.__dict__.pop("decode_step", None)
 
 
 def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, *, seed: int = 0) -> dict[str, Any]:
@@ -73,12 +99,13 @@ def time_generation(model: nn.Module, scenario: Scenario, device: torch.device, 
                                               generator=generator)
             clock.mark("end")
     finally:
-        del model.prefill, model.decode_step  # back to the class's methods
+        _restore(model)
     frames = [int(codes.numel()) for codes in generation.codes]
     return {
         "prefill_s": clock.seconds("start", "prefilled"),
         "decode_s": clock.seconds("prefilled", "end"),
         "steps": counts["steps"],
+        "stack_s": counts["stack_s"],
         "frames": frames,
         "peak_memory_mb": memory.peak_mb,
     }
@@ -238,6 +265,8 @@ def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing
         "size": size.name, "model": config["name"], "precision": precision, "kv_cache": kv_cache, "batch": batch,
         "prefill_s": timing["prefill_s"], "decode_s": timing["decode_s"], "steps": timing["steps"],
         "frames": sum(frames), "ms_per_step": step_ms, "decode_s_runs": timing["decode_s_runs"],
+        "loop_ms_per_step": (None if timing.get("stack_s") is None
+                             else 1000 * (timing["decode_s"] - timing["stack_s"]) / max(1, timing["steps"])),
         "tokens_per_s": sum(frames) / timing["decode_s"] if timing["decode_s"] > 0 else None,
         "rtf": (timing["prefill_s"] + timing["decode_s"]) / audio_s,
         "peak_memory_mb": timing["peak_memory_mb"],
@@ -263,7 +292,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
             row["batch_speedup"] = row["tokens_per_s"] / base
 
 
-COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("step", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
+COLUMNS = [("size", "{}"), ("precision", "{}"), ("kv_cache", "{}"), ("step", "{}"), ("batch", "{}"), ("ms_per_step", "{:.2f}"), ("loop_ms_per_step", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
            ("batch_speedup", "{:.2f}x"), ("batch_speedup_paired", "{:.2f}x"), ("rtf", "{:.3f}"), ("prefill_s", "{:.2f}"), ("bandwidth_gbps", "{:.1f}"), ("floor_ms", "{:.2f}"),
            ("floor_ratio", "{:.2f}x"), ("greedy_token_agreement", "{:.2f}"), ("max_logit_error", "{:.3f}"),
            ("cached_token_agreement", "{:.2f}"), ("cached_max_logit_error", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]

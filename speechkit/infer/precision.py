@@ -8,7 +8,8 @@ A trained model keeps its fp32 weights; :func:`apply_precision` swaps its ``nn.L
   layers of AR decoder stacks are kept as "stream blocks" instead, for the fused decoding step
   (:mod:`speechkit.nn.fused_decode`: a whole step in one compiled call, reading the weights at
   close to the memory bandwidth; the prompt goes through the same blocks), and so are the AR
-  model's other linear layers (its output head, read every step too; ``fused_step=False``
+  model's other linear layers (its output head, read every step too; a GELU that follows one
+  in an MLP head is applied by the layer itself, :func:`fold_activations`; ``fused_step=False``
   packs them all for oneDNN like the rest);
 * ``bf16``: bfloat16 weights (half the bytes per step; AVX512-BF16 / tensor-core matmuls), the
   activations around them stay fp32 (cast in and out), so norms, softmax, positions and the KV
@@ -103,11 +104,14 @@ class PackedLinear(nn.Module):
             blocks, terms = pack_stream(linear.weight, dtype), bias
         self.register_buffer("stream_weight", blocks, persistent=False)
         self.register_buffer("stream_terms", terms, persistent=False)
+        #: the GELU a stream layer applies to its outputs (``"gelu"``/``"gelu_tanh"``): the one that
+        #: followed it, folded in by :func:`fold_activations`; None: none
+        self.activation: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: FloatTensor[..., in_features] -> FloatTensor[..., out_features]."""
         if self.stream_weight is not None:  # float32 in and out (bf16/int8 blocks convert the inputs themselves)
-            out = stream_linear(x, self.stream_weight, self.stream_terms)
+            out = stream_linear(x, self.stream_weight, self.stream_terms, self.activation)
             return out if out.dtype == x.dtype else out.to(x.dtype)
         inputs = x if x.dtype == self.compute_dtype else x.to(self.compute_dtype)
         if self.packed:
@@ -130,6 +134,7 @@ class PackedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         stream = ", stream=True" if self.stream_weight is not None else ""
+        stream += f", activation={self.activation}" if self.activation is not None else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.compute_dtype}, "
                 f"packed={self.packed}{stream}")
 
@@ -177,6 +182,27 @@ def _fused_step_linears(module: nn.Module) -> frozenset[int]:
         in_stacks = {id(child) for stack in stacks for child in stack.modules()}
         linears |= {id(child) for child in module.modules() if type(child) is nn.Linear and id(child) not in in_stacks}
     return frozenset(linears)
+
+
+def fold_activations(module: nn.Module) -> int:
+    """Let each stream layer outside the Transformer stacks of ``module`` apply the ``nn.GELU`` that
+    follows it in an ``nn.Sequential`` (an MLP head), as its outputs are written
+    (:func:`~speechkit.nn.fused_decode.stream_linear`); the GELU becomes ``nn.Identity``, in place.
+    Saves a call per head per decoding step (torch's exact GELU costs ~8 us for 256 values).
+    The stacks keep theirs: their steps take them from the layers' settings. Returns the count."""
+    in_stacks = {id(child) for stack in module.modules() if isinstance(stack, TransformerStack) for child in stack.modules()}
+    folded = 0
+    for sequential in module.modules():
+        if not isinstance(sequential, nn.Sequential) or id(sequential) in in_stacks:
+            continue
+        children = list(sequential.named_children())
+        for (_, layer), (name, following) in zip(children, children[1:]):
+            if isinstance(layer, PackedLinear) and layer.stream_weight is not None and layer.activation is None \
+                    and type(following) is nn.GELU:
+                layer.activation = "gelu_tanh" if following.approximate == "tanh" else "gelu"
+                setattr(sequential, name, nn.Identity())
+                folded += 1
+    return folded
 
 
 def int8_streams_vectorized() -> bool:
@@ -242,6 +268,7 @@ def apply_precision(
         if streamed:  # the AR decoder's layers: int8 stream blocks for the fused step; the rest: torch.ao
             others = frozenset(id(child) for child in module.modules() if type(child) is nn.Linear and id(child) not in streamed)
             _replace_linears(module, streamed, others, dtype=torch.int8, pack=False)
+            fold_activations(module)
         return _quantize_int8(module)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     compiled = compile_targets(module) if compile else []
@@ -253,6 +280,8 @@ def apply_precision(
     if pack or precision == "bf16":
         streamed = _fused_step_linears(module) if pack and fused_step else frozenset()
         _replace_linears(module, streamed, compiled_linears, dtype=dtype, pack=pack)
+        if streamed:
+            fold_activations(module)
     for stack in compiled:
         compile_module(stack)
     return module

@@ -102,15 +102,25 @@ def unpack_stream(blocks: torch.Tensor, inputs: int) -> torch.Tensor:
     return weight.reshape(-1, inputs)
 
 
-def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+#: what :func:`stream_linear` can apply to its outputs -> the kernel's code (the GELU variants of ``nn.GELU``)
+STREAM_ACTIVATIONS: dict[str | None, int] = {None: 0, "gelu": 1, "gelu_tanh": 2}
+
+
+def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor, activation: str | None = None) -> torch.Tensor:
     """A linear layer kept as stream blocks: x FloatTensor[..., K], blocks (:func:`pack_stream`,
     float32, bfloat16 or int8), bias FloatTensor[N] (int8: the terms [3, N] of
     :func:`quantize_stream`) -> FloatTensor[..., N]. bfloat16 blocks multiply x rounded to
     bfloat16 (sums in float32); int8 blocks multiply x quantised per row to uint8
-    (:func:`quantize_inputs`; sums exact in int32). The compiled kernel on CPU (the same sums as
-    the fused step), torch elsewhere and when gradients are needed."""
+    (:func:`quantize_inputs`; sums exact in int32). ``activation`` (``"gelu"``, ``"gelu_tanh"``
+    or None, :data:`STREAM_ACTIVATIONS`) is applied to the outputs as they are written, as the
+    fused step does for its feed-forward layers (the erf of the exact GELU to ~1e-7). The compiled
+    kernel on CPU (the same sums as the fused step), torch elsewhere and when gradients are needed."""
+    if activation not in STREAM_ACTIVATIONS:
+        raise ValueError(f"stream_linear: activation must be one of {sorted(map(str, STREAM_ACTIVATIONS))}, got {activation!r}")
     kernel = compiled_kernels() if x.device.type == "cpu" else None
-    flat = x.reshape(-1, x.shape[-1]).float()
+    flat = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+    if flat.dtype != torch.float32:
+        flat = flat.float()
     outputs = bias.shape[-1]
     if kernel is None or (torch.is_grad_enabled() and (x.requires_grad or blocks.requires_grad)):
         if blocks.dtype == torch.int8:
@@ -120,9 +130,13 @@ def stream_linear(x: torch.Tensor, blocks: torch.Tensor, bias: torch.Tensor) -> 
                 flat = flat.to(torch.bfloat16).float()
             weight = unpack_stream(blocks, flat.shape[1])[:outputs]
             out = flat @ weight.t() + bias
+        if activation is not None:
+            out = F.gelu(out, approximate="tanh" if activation == "gelu_tanh" else "none")
     else:
-        out = kernel.stream_linear(flat.contiguous(), blocks, bias.float().contiguous())
-    return out.view(*x.shape[:-1], outputs)
+        if bias.dtype != torch.float32 or not bias.is_contiguous():
+            bias = bias.float().contiguous()
+        out = kernel.stream_linear(flat.contiguous(), blocks, bias, STREAM_ACTIVATIONS[activation])
+    return out if x.dim() == 2 else out.view(*x.shape[:-1], outputs)
 
 
 def _int8_linear(x: torch.Tensor, quantized: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:

@@ -640,8 +640,12 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
 // y [M, N] = x [M, K] W^T + bias for a linear layer kept as stream blocks (float32 [ceil(N/64), K, 64],
 // bfloat16 [ceil(N/64), ceil(K/2), 64, 2] or int8 [ceil(N/64), ceil(K/4), 64, 4] with bias = its terms
 // [3, N]): prefill and the layer-by-layer path, the same sums as the fused step, so both agree exactly.
-torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor bias) {
+// activation: 0 none, 1 GELU (erf), 2 GELU (tanh), applied to y as it is written.
+torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor bias, int64_t activation) {
   TORCH_CHECK(x.dim() == 2, "x must be [M, K]");
+  TORCH_CHECK(activation >= 0 && activation <= 2, "activation must be 0 (none), 1 (GELU) or 2 (tanh GELU)");
+  const fused::Epilogue epilogue =
+      activation == 0 ? fused::Epilogue::kBias : (activation == 1 ? fused::Epilogue::kGelu : fused::Epilogue::kGeluTanh);
   const int64_t M = x.size(0), K = x.size(1), N = fused::outputs_of(bias);
   const fused::Weights kind = fused::weights_of(blocks);
   const float* xp = fused::checked(x, {M, K}, "x");
@@ -660,11 +664,11 @@ torch::Tensor stream_linear(torch::Tensor x, torch::Tensor blocks, torch::Tensor
     for (int64_t r0 = 0; r0 < M; r0 += kSlab) {
       const int64_t rows = std::min(kSlab, M - r0);
       if (kind == fused::Weights::kBF16)
-        fused::gemv<fused::BF16>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+        fused::gemv<fused::BF16>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, epilogue, t, nt);
       else if (kind == fused::Weights::kI8)
-        fused::gemv<fused::I8>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+        fused::gemv<fused::I8>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, epilogue, t, nt);
       else
-        fused::gemv<fused::F32>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, fused::Epilogue::kBias, t, nt);
+        fused::gemv<fused::F32>(wp, bp, xp + r0 * K, rows, K, N, op + r0 * N, epilogue, t, nt);
     }
   }
   return out;

@@ -42,6 +42,7 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
         assert 0.0 <= row["greedy_token_agreement"] <= 1.0
         assert ("floor_ms" in row) == (batch == 1)
         assert len(row["decode_s_runs"]) == 2 and row["decode_s"] == min(row["decode_s_runs"])  # the faster run
+        assert 0 < row["loop_ms_per_step"] < row["ms_per_step"], "the stacks' steps take part of each step, not all"
     for precision in ("fp32", "bf16", "int8"):  # the median of the per-turn ratios
         single, batched = rows[precision, 1], rows[precision, 3]
         assert "batch_speedup_paired" not in single

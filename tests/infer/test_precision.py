@@ -145,6 +145,39 @@ def test_int8_streams_the_ar_decoder_and_quantises_the_rest_dynamically(monkeypa
     assert len(generated.codes) == 2
 
 
+@pytest.mark.skipif(not decode_kernel_available(), reason="the compiled decoding kernels cannot be built here")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_stream_heads_apply_the_gelu_that_follows_them(precision: str) -> None:
+    """aligned_ar's MLP heads: with stream blocks the first layer applies the head's GELU itself
+    (the GELU module becomes Identity), and the heads compute what they computed before; the
+    decoder stacks keep their GELUs (their steps read them)."""
+    from speechkit.infer.precision import fold_activations
+    from speechkit.nn.fused_decode import stream_linear
+
+    reference = tiny("aligned_ar")
+    model = apply_precision(tiny("aligned_ar"), precision)
+    if not FusedDecoder.prepared(model.decoder):
+        pytest.skip("no fused step here (packing unavailable or turned off)")
+    for head in (model.code_head, model.advance_head):
+        assert head[0].activation == "gelu" and type(head[1]) is nn.Identity
+    assert all(type(layer.ffn[1]) is nn.GELU for layer in model.decoder.layers)
+    assert fold_activations(model) == 0  # nothing left to fold
+    x = torch.randn(5, TINY["d_model"], generator=torch.Generator().manual_seed(3))
+    tolerance = {"fp32": 1e-5, "bf16": 3e-2, "int8": 5e-2}[precision]
+    with torch.inference_mode():
+        for ours, theirs in ((model.code_head, reference.code_head), (model.advance_head, reference.advance_head)):
+            expected = theirs(x)
+            assert (ours(x) - expected).abs().max() <= tolerance * expected.abs().max()
+        # the kernel's GELU epilogue against torch's GELU after the same layer (its torch path)
+        layer = model.code_head[0]
+        plain = stream_linear(x, layer.stream_weight, layer.stream_terms)
+        for activation, approximate in (("gelu", "none"), ("gelu_tanh", "tanh")):
+            got = stream_linear(x, layer.stream_weight, layer.stream_terms, activation)
+            assert torch.allclose(got, torch.nn.functional.gelu(plain, approximate=approximate), atol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        stream_linear(x, layer.stream_weight, layer.stream_terms, "relu")
+
+
 @pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
 def test_nar_precision_paths_run(name: str) -> None:
     model = tiny(name, "nar_lm", num_quantizers=3)

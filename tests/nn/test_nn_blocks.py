@@ -86,6 +86,20 @@ def test_sampling_modes() -> None:
     assert torch.equal(again, sample_tokens(logits, generator=torch.Generator().manual_seed(3)))
 
 
+def test_sampling_draws_what_torch_multinomial_draws() -> None:
+    """sample_tokens draws like ``torch.multinomial(softmax(logits / temperature), 1)``: the same
+    tokens from the same generator state, which it leaves where multinomial would."""
+    for seed, (rows, vocabulary) in enumerate([(1, 257), (8, 1025), (3, 17)] * 10):
+        logits = torch.randn(rows, vocabulary, generator=torch.Generator().manual_seed(100 + seed)) * 3
+        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        got = sample_tokens(logits, temperature=0.7, generator=ours)
+        expected = torch.multinomial(torch.softmax(logits / 0.7, dim=-1), 1, generator=theirs).squeeze(-1)
+        assert torch.equal(got, expected)
+        assert torch.equal(ours.get_state(), theirs.get_state())
+    banned = torch.zeros(4, 6).index_fill_(1, torch.tensor([0, 2]), float("-inf"))
+    assert not bool(torch.isin(sample_tokens(banned, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2])).any())
+
+
 def test_prompt_segment_layout_left_pads_segments_to_end_together() -> None:
     positions, valid = prompt_segment_layout(torch.tensor([2, 0]), 4)
     assert positions.tolist() == [[0, 0, 1, 2], [0, 0, 0, 0]]

@@ -54,9 +54,13 @@ IMPOSSIBLE = -1e4
 class AlignedDecodingState(ARDecodingState):
     """Between decoding steps: what :class:`ARDecodingState` holds (the KV cache and write index,
     acoustic positions LongTensor[B], target languages LongTensor[B]), plus the decoder's phone
-    encodings FloatTensor[B, P, D]."""
+    encodings FloatTensor[B, P, D] and, computed once by :meth:`AlignedAR.prefill` for the steps,
+    each phone's input term FloatTensor[B * P, D] (its embedding, its language's and the target
+    language's; ``phone_offsets`` LongTensor[B], where each sequence's phones start in it)."""
 
     phone_states: torch.Tensor
+    phone_inputs: torch.Tensor | None = None
+    phone_offsets: torch.Tensor | None = None
 
 
 def positions_in_phone(frame_phones: torch.Tensor) -> torch.Tensor:
@@ -161,13 +165,12 @@ class AlignedAR(ValleAR):
         embedding of the frame's position in the phone LongTensor[...]."""
         return projected + self.output_position_embedding(self._clip(position))
 
-    def _fuse_step(self, hidden: torch.Tensor, projected: torch.Tensor, pointer: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    def _fuse_step(self, hidden: torch.Tensor, projected: torch.Tensor, index: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """:meth:`_fuse` for one decoding step of every sequence, each with its phone: hidden
-        FloatTensor[B, D], projected FloatTensor[B, P, D] (``phone_state_projection`` of all phone
-        states, computed once per generation), pointer (phone index) and position LongTensor[B]
-        -> FloatTensor[B, D]."""
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return hidden + self._phone_term(projected[rows, pointer], position)
+        FloatTensor[B, D], projected FloatTensor[B * P, D] (``phone_state_projection`` of all phone
+        states, computed once per generation, sequences one after the other), index (of each
+        sequence's phone in ``projected``) and position LongTensor[B] -> FloatTensor[B, D]."""
+        return hidden + self._phone_term(projected.index_select(0, index), position)
 
     @staticmethod
     def _gather_phone(phone_states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -341,8 +344,13 @@ class AlignedAR(ValleAR):
             dim=1,
         )
         cache, hidden, length = self._prefill_cache(x, phone_valid, acoustic_valid, max_steps)
+        phone_inputs = (self.phone_embedding(phones) + self.phone_language_embedding(phone_langs)
+                        + self.language_embedding(target_langs).unsqueeze(1))  # [B, P, D]
+        positions = prompt_lens + 1
         state = AlignedDecodingState(
-            cache=cache, start=length, positions=prompt_lens + 1, target_langs=target_langs, phone_states=hidden[:, :num_phones]
+            cache=cache, start=length, positions=positions, target_langs=target_langs, phone_states=hidden[:, :num_phones],
+            phone_inputs=phone_inputs.flatten(0, 1), phone_offsets=torch.arange(batch_size, device=device) * num_phones,
+            position_terms=self._position_terms(positions, max_steps),
         )
         return state, hidden[:, -1]
 
@@ -351,17 +359,18 @@ class AlignedAR(ValleAR):
         self,
         state: AlignedDecodingState,
         tokens: torch.Tensor,
-        phone_ids: torch.Tensor,
-        phone_langs: torch.Tensor,
+        pointer: torch.Tensor,
         phone_positions: torch.Tensor,
     ) -> torch.Tensor:
-        """Feed the last frame's code LongTensor[B] with its phone (token id, language, position
-        in phone: LongTensor[B]); returns the next hidden state FloatTensor[B, D]."""
-        x = self._embed_frames(
-            tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1),
-            phone_ids.unsqueeze(1), phone_langs.unsqueeze(1), phone_positions.unsqueeze(1),
-        )
-        hidden = self.decoder.decode_step(x, state.cache, state.start, state.rows)
+        """Feed the last frame's code LongTensor[B] with its phone (index into the prefilled
+        ``phones``) and its position in that phone (LongTensor[B] each); returns the next hidden
+        state FloatTensor[B, D]. The input is :meth:`_embed_frames`'s, from the terms prefill
+        computed once (equal up to float rounding: the same terms summed in another order)."""
+        assert state.phone_inputs is not None and state.phone_offsets is not None and state.position_terms is not None
+        x = (self.code_embedding(tokens) + state.phone_inputs.index_select(0, state.phone_offsets + pointer)
+             + self.input_position_embedding(self._clip(phone_positions)))
+        x = x * self.code_positions.input_scale + state.position_terms.index_select(0, state.positions)
+        hidden = self.decoder.decode_step(x.unsqueeze(1), state.cache, state.start, state.rows)
         state.start += 1
         state.positions = state.positions + 1
         return hidden[:, 0]
@@ -409,10 +418,12 @@ class AlignedAR(ValleAR):
         state, hidden = self.prefill(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs, max_steps)
         pointer, in_phone = first.clone(), torch.zeros_like(first)
         survival = torch.ones(batch_size, device=device)  # P(still in the current phone) so far
-        projected = self.phone_state_projection(state.phone_states)  # [B, P, D], once: the steps gather rows
+        projected = self.phone_state_projection(state.phone_states).flatten(0, 1)  # [B * P, D], once: the steps gather rows
+        phone_index = state.phone_offsets + pointer  # of each sequence's current phone in projected
+        first_limit = int(limits.min())
         for step in range(max_steps):
             if step > 0:
-                advance_logit = self.advance_head(self._fuse_step(hidden, projected, pointer, in_phone)).squeeze(-1)  # [B]
+                advance_logit = self.advance_head(self._fuse_step(hidden, projected, phone_index, in_phone)).squeeze(-1)  # [B]
                 probability = torch.sigmoid(advance_logit.float())
                 if config.sample_advance and not greedy:
                     advance = torch.bernoulli(probability, generator=generator).bool()
@@ -432,15 +443,17 @@ class AlignedAR(ValleAR):
                         break
                     state.skip_finished(finished)
                 pointer = torch.minimum(pointer + advance.long(), last)
-                in_phone = torch.where(advance, torch.zeros_like(in_phone), in_phone + 1)
-                survival = torch.where(advance, torch.ones_like(survival), survival)
-            logits = self.code_head(self._fuse_step(hidden, projected, pointer, in_phone)).unsqueeze(1)  # [B, 1, K]
+                phone_index = state.phone_offsets + pointer
+                in_phone = (in_phone + 1).masked_fill_(advance, 0)
+                if config.advance_survival > 0:
+                    survival = survival.masked_fill(advance, 1.0)
+            logits = self.code_head(self._fuse_step(hidden, projected, phone_index, in_phone)).unsqueeze(1)  # [B, 1, K]
             self._ban_long_runs(logits, history, step)
             tokens = sample_tokens(logits[:, 0], temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
             history[:, step] = tokens
             history_phones[:, step] = pointer - first
-            too_long = ~finished & (step + 1 >= limits)
-            if bool(too_long.any()):
+            too_long = ~finished & (step + 1 >= limits) if step + 1 >= first_limit else None
+            if too_long is not None and bool(too_long.any()):
                 lengths = torch.where(too_long, limits, lengths)
                 for index in too_long.nonzero().flatten().tolist():
                     reasons[index] = "max_length"
@@ -448,9 +461,7 @@ class AlignedAR(ValleAR):
                 if bool(finished.all()):
                     break
                 state.skip_finished(finished)
-            phone_ids = phones.gather(1, pointer.unsqueeze(1))[:, 0]
-            langs = phone_langs.gather(1, pointer.unsqueeze(1))[:, 0]
-            hidden = self.decode_step(state, tokens, phone_ids, langs, in_phone)
+            hidden = self.decode_step(state, tokens, pointer, in_phone)
         codes = [history[row, : int(lengths[row])].clone() for row in range(batch_size)]
         alignment = [history_phones[row, : int(lengths[row])].clone() for row in range(batch_size)]
         return ARGeneration(codes=codes, stop_reasons=reasons, frame_phones=alignment)

@@ -49,7 +49,10 @@ class ARDecodingState:
     batch); positions: LongTensor[B], acoustic position of the next step per sequence;
     target_langs: LongTensor[B]; rows: LongTensor[R], the sequences still decoding (a batched
     generation sets it when some have ended; None: all): steps may skip the others, whose
-    logits are then to be ignored.
+    logits are then to be ignored. What prefill computes once for the steps: position_terms
+    FloatTensor[N, D], the scaled positional encodings of the acoustic positions 0..N-1 (every
+    position the steps reach), and language_terms FloatTensor[B, D], the target languages'
+    embeddings.
     """
 
     cache: KVCache
@@ -57,6 +60,8 @@ class ARDecodingState:
     positions: torch.Tensor
     target_langs: torch.Tensor
     rows: torch.Tensor | None = dataclasses.field(default=None, kw_only=True)
+    position_terms: torch.Tensor | None = dataclasses.field(default=None, kw_only=True)
+    language_terms: torch.Tensor | None = dataclasses.field(default=None, kw_only=True)
 
     def skip_finished(self, finished: torch.Tensor) -> None:
         """Let the sequences marked in ``finished`` (BoolTensor[B]) skip the next steps."""
@@ -153,6 +158,13 @@ class ValleAR(nn.Module, ARLanguageModel):
         x = x + self.language_embedding(langs).unsqueeze(1)
         return self.code_positions(x, positions)
 
+    def _position_terms(self, positions: torch.Tensor, max_steps: int) -> torch.Tensor:
+        """What ``code_positions`` adds at the acoustic positions the decoding steps reach, from
+        the first ones ``positions`` LongTensor[B] on: FloatTensor[max(positions) + max_steps, D]
+        (the same numbers as computing them step by step)."""
+        reached = torch.arange(int(positions.max()) + max_steps if positions.numel() else 1, device=positions.device)
+        return self.code_positions.alpha * self.code_positions.encoding(reached)
+
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden: FloatTensor[B, N, D] -> FloatTensor[B, N, k, K+1]."""
         batch, steps, _ = hidden.shape
@@ -238,15 +250,22 @@ class ValleAR(nn.Module, ARLanguageModel):
             dim=1,
         )
         cache, hidden, length = self._prefill_cache(x, phone_valid, acoustic_valid, max_steps)
-        state = ARDecodingState(cache=cache, start=length, positions=kept_groups + 1, target_langs=target_langs)
+        positions = kept_groups + 1
+        state = ARDecodingState(cache=cache, start=length, positions=positions, target_langs=target_langs,
+                                position_terms=self._position_terms(positions, max_steps),
+                                language_terms=self.language_embedding(target_langs))
         return state, self._logits(hidden[:, -1:])[:, 0]
 
     @torch.no_grad()
     def decode_step(self, state: ARDecodingState, tokens: torch.Tensor) -> torch.Tensor:
         """Feed the last sampled group tokens LongTensor[B, k]; return the next logits
-        FloatTensor[B, k, K+1]. Writes one position into the cache in place."""
-        x = self._embed_groups(tokens.unsqueeze(1), state.target_langs, state.positions.unsqueeze(1))  # [B, 1, D]
-        hidden = self.decoder.decode_step(x, state.cache, state.start, state.rows)
+        FloatTensor[B, k, K+1]. Writes one position into the cache in place. The input is
+        :meth:`_embed_groups`'s (the same numbers), its language and position terms read from the
+        state (computed once by prefill)."""
+        assert state.position_terms is not None and state.language_terms is not None, "a state from prefill"
+        x = self.code_embedding(tokens + self.slot_offsets).sum(dim=1) + state.language_terms  # [B, D]
+        x = x * self.code_positions.input_scale + state.position_terms.index_select(0, state.positions)
+        hidden = self.decoder.decode_step(x.unsqueeze(1), state.cache, state.start, state.rows)
         state.start += 1
         state.positions = state.positions + 1
         return self._logits(hidden)[:, 0]
@@ -328,6 +347,7 @@ class ValleAR(nn.Module, ARLanguageModel):
         finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
         reasons = [""] * batch_size
         state, logits = self.prefill(phones, phone_lens, phone_langs, prompt_codes, prompt_lens, target_langs, max_steps)
+        first_limit = int(limits.min())
         for step in range(max_steps):
             frames = step * k
             self._ban_long_runs(logits, history, frames)
@@ -336,19 +356,27 @@ class ValleAR(nn.Module, ARLanguageModel):
             ).view(batch_size, k)
             history[:, frames : frames + k] = tokens
             frames += k
+            # which sequences stop here: an end token, else the length guard, else a loop (each
+            # guard checked only once it can fire, the lengths only in a step where one stops)
             is_eos = tokens == self.eos_id
-            first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(lengths, k))
             ended = ~finished & is_eos.any(1)
-            lengths = torch.where(ended, frames - k + first_eos, lengths)
-            too_long = ~finished & ~ended & (frames >= limits)
-            lengths = torch.where(too_long, limits, lengths)
-            looped, loop_lengths = self._find_loops(history, frames)
-            looped = looped & ~finished & ~ended & ~too_long
-            lengths = torch.where(looped, loop_lengths, lengths)
-            stopped = ended | too_long | looped
-            if bool(stopped.any()):  # the bookkeeping only in a step where a sequence ends
+            stopped, too_long, looped = ended, None, None
+            if frames >= first_limit:
+                too_long = ~finished & ~ended & (frames >= limits)
+                stopped = stopped | too_long
+            if self._may_loop(history, frames):
+                looped, loop_lengths = self._find_loops(history, frames)
+                looped = looped & ~finished & ~stopped
+                stopped = stopped | looped
+            if bool(stopped.any()):
+                first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(lengths, k))
+                lengths = torch.where(ended, frames - k + first_eos, lengths)
+                if too_long is not None:
+                    lengths = torch.where(too_long, limits, lengths)
+                if looped is not None:
+                    lengths = torch.where(looped, loop_lengths, lengths)
                 for row, reason in ((ended, "eos"), (too_long, "max_length"), (looped, "loop")):
-                    for index in row.nonzero().flatten().tolist():
+                    for index in ([] if row is None else row.nonzero().flatten().tolist()):
                         reasons[index] = reason
                 finished = finished | stopped
                 if bool(finished.all()):
@@ -369,17 +397,23 @@ class ValleAR(nn.Module, ARLanguageModel):
             rows = in_run.nonzero().flatten()
             logits[rows, :, recent[rows, -1]] = float("-inf")
 
+    def _may_loop(self, history: torch.Tensor, frames: int) -> bool:
+        """Whether :meth:`_find_loops` could find a loop in the first ``frames`` of history
+        LongTensor[B, T]: a repeated block of period p has frame[-1] == frame[-1-p], so one
+        comparison with the ``loop_max_period - 1`` frames before the last rules out most steps."""
+        repeats, longest = self.config.loop_min_repeats, self.config.loop_max_period
+        if repeats <= 1 or frames < 2 * repeats:
+            return False
+        earlier = history[:, max(0, frames - 1 - longest) : frames - 2]  # periods longest..2
+        return bool((earlier == history[:, frames - 1 : frames]).any())
+
     def _find_loops(self, history: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """BoolTensor[B] (the last frames are a 2..loop_max_period block repeated
         loop_min_repeats times) and LongTensor[B] (length that keeps one copy of the block)."""
-        repeats, batch_size, longest = self.config.loop_min_repeats, history.shape[0], self.config.loop_max_period
+        repeats, batch_size = self.config.loop_min_repeats, history.shape[0]
         looped = torch.zeros(batch_size, dtype=torch.bool, device=history.device)
         lengths = torch.zeros(batch_size, dtype=torch.long, device=history.device)
-        if repeats <= 1 or frames < 2 * repeats:
-            return looped, lengths
-        # a repeated block of period p has frame[-1] == frame[-1-p]: one check rules out most steps
-        earlier = history[:, max(0, frames - 1 - longest) : frames - 2]  # periods longest..2
-        if not bool((earlier == history[:, frames - 1 : frames]).any()):
+        if not self._may_loop(history, frames):
             return looped, lengths
         for period in range(2, self.config.loop_max_period + 1):
             span = period * repeats

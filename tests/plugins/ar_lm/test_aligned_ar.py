@@ -90,7 +90,7 @@ def test_kv_cache_decoding_equals_full_recomputation() -> None:
     hiddens = [hidden]
     for frame in range(3, 10):
         phone = frame_phones[:, frame]
-        hiddens.append(model.decode_step(state, codes[:, frame], phones[0, phone], phone_langs[0, phone], positions[:, frame]))
+        hiddens.append(model.decode_step(state, codes[:, frame], phone, positions[:, frame]))
     acoustic = torch.stack(hiddens, dim=1)  # [1, 8, D]: rows 3..10
     current = frame_phones[:, 2:]  # phone of frame m-1 for rows 3..10 (-1 for row 3)
     current_pos = positions[:, 2:]
@@ -166,7 +166,8 @@ def test_the_step_fusion_equals_fusing_the_gathered_phone_state() -> None:
     for model in (tiny_ar(), apply_precision(tiny_ar(), "fp32")):
         with torch.inference_mode():
             expected = model._fuse(hidden, states[torch.arange(3), pointer], position, torch.ones(3, dtype=torch.bool))
-            got = model._fuse_step(hidden, model.phone_state_projection(states), pointer, position)
+            projected = model.phone_state_projection(states).flatten(0, 1)  # sequences one after the other
+            got = model._fuse_step(hidden, projected, torch.arange(3) * 5 + pointer, position)
         assert torch.allclose(got, expected, atol=1e-6, rtol=0)
     if decode_kernel_available():  # the last model's projection: stream blocks
         assert torch.equal(got, expected)
