@@ -366,14 +366,10 @@ class AlignedAR(ValleAR):
         ``phones``) and its position in that phone (LongTensor[B] each); returns the next hidden
         state FloatTensor[B, D]. The input is :meth:`_embed_frames`'s, from the terms prefill
         computed once (equal up to float rounding: the same terms summed in another order)."""
-        assert state.phone_inputs is not None and state.phone_offsets is not None and state.position_terms is not None
+        assert state.phone_inputs is not None and state.phone_offsets is not None, "a state from prefill"
         x = (self.code_embedding(tokens) + state.phone_inputs.index_select(0, state.phone_offsets + pointer)
              + self.input_position_embedding(self._clip(phone_positions)))
-        x = x * self.code_positions.input_scale + state.position_terms.index_select(0, state.positions)
-        hidden = self.decoder.decode_step(x.unsqueeze(1), state.cache, state.start, state.rows)
-        state.start += 1
-        state.positions = state.positions + 1
-        return hidden[:, 0]
+        return self._step_decoder(state, x)[:, 0]
 
     # -- generation ----------------------------------------------------------------------------
     @torch.no_grad()

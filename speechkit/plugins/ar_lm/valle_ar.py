@@ -262,13 +262,20 @@ class ValleAR(nn.Module, ARLanguageModel):
         FloatTensor[B, k, K+1]. Writes one position into the cache in place. The input is
         :meth:`_embed_groups`'s (the same numbers), its language and position terms read from the
         state (computed once by prefill)."""
-        assert state.position_terms is not None and state.language_terms is not None, "a state from prefill"
+        assert state.language_terms is not None, "a state from prefill"
         x = self.code_embedding(tokens + self.slot_offsets).sum(dim=1) + state.language_terms  # [B, D]
+        return self._logits(self._step_decoder(state, x))[:, 0]
+
+    def _step_decoder(self, state: ARDecodingState, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's step for the new positions' embeddings x FloatTensor[B, D] (before
+        ``code_positions``): scales them and adds the positions' terms of the state, writes the
+        cache and advances the state -> hidden FloatTensor[B, 1, D]."""
+        assert state.position_terms is not None, "a state from prefill"
         x = x * self.code_positions.input_scale + state.position_terms.index_select(0, state.positions)
         hidden = self.decoder.decode_step(x.unsqueeze(1), state.cache, state.start, state.rows)
         state.start += 1
         state.positions = state.positions + 1
-        return self._logits(hidden)[:, 0]
+        return hidden
 
     def _prefill_cache(
         self, x: torch.Tensor, phone_valid: torch.Tensor, acoustic_valid: torch.Tensor, max_steps: int
