@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 FAKE_PLUGIN_SOURCE = Path(__file__).parent / "fake_plugin"
 
@@ -63,3 +64,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                              reason="needs a CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Each test that takes it runs on the CPU and, where torch sees one, on a CUDA device:
+    the same assertions on both (the device paths: placement, generators, synchronisation)."""
+    return torch.device(request.param)
+

@@ -18,6 +18,8 @@ greedy tokens it reproduces given the same history, and its largest logit differ
 the parallel pass and through the KV-cached decoding steps. Batch sizes above 1 also report
 ``batch_speedup`` (fastest run over fastest batch-1 run) and, with ``--repeats``,
 ``batch_speedup_paired`` (the median over turns of the ratio of two runs made seconds apart).
+On CUDA every model and batch size first runs once untimed (``warm_up_runs``, see
+:func:`~speechkit.bench.timing.warm_up_runs`), and a step's time is read from CUDA events.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from torch import nn
 from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
-from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads
+from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads, warm_up_runs
 from speechkit.infer.precision import apply_precision
 from speechkit.nn.fused_decode import FusedDecoder
 from speechkit.nn.lean_decode import LeanDecoder
@@ -212,6 +214,10 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
             quality = reference.agreement(model) if reference is not None else {}
             scenarios = {batch: make_scenario(size, batch, output_seconds=output_seconds) for batch in batches}
             runs: dict[int, list[dict[str, Any]]] = {batch: [] for batch in batches}
+            warm_up = warm_up_runs(device)
+            for batch in batches:
+                for _ in range(warm_up):
+                    time_generation(model, scenarios[batch].to(device), device)
             for _ in range(max(1, repeats)):  # the batch sizes take turns, so host drift touches all alike
                 for batch in batches:
                     bandwidth = bandwidth_gbps() if batch == 1 else None
@@ -221,7 +227,7 @@ def bench_ar_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequen
                 timing = min(runs[batch], key=lambda run: run["decode_s"])
                 timing["decode_s_runs"] = [run["decode_s"] for run in runs[batch]]
                 row = {**_row(size, precision, batch, scenarios[batch], timing, weight_bytes, timing["bandwidth_gbps"],
-                              quality, kv_cache), "step": step}
+                              quality, kv_cache), "step": step, "warm_up_runs": warm_up}
                 if batch != 1 and 1 in runs:
                     row["batch_speedup_paired"] = paired_speedup(runs[1], runs[batch])
                 rows.append(row)

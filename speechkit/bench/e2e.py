@@ -11,7 +11,8 @@ feature-predicting NAR returns the features), and the vocoder turns each sequenc
 into audio, one sequence at a time as the pipeline does (the ``paper`` size's vocoder takes
 random mel frames: its stand-in does not read EnCodec codes; the vocoder runs on the CPU, as
 ``mel_rvq``'s does in the pipeline, whatever ``--device``). Reported: seconds of each stage,
-their real-time factors and the end-to-end one (all stages / seconds of audio made).
+their real-time factors and the end-to-end one (all stages / seconds of audio made). On CUDA
+the AR and NAR of each row first run once untimed (:func:`~speechkit.bench.timing.warm_up_runs`).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import torch
 
 from speechkit.bench.ar import time_generation
 from speechkit.bench.report import bench_parser, finish, parse_common
-from speechkit.bench.scenario import BenchSize, build_ar, build_nar, build_vocoder_net, get_size, make_scenario
-from speechkit.bench.timing import PeakMemory, timed, torch_threads
+from speechkit.bench.scenario import BenchSize, Scenario, build_ar, build_nar, build_vocoder_net, get_size, make_scenario
+from speechkit.bench.timing import PeakMemory, timed, torch_threads, warm_up_runs
 from speechkit.data.collate import pad_sequences
 from speechkit.infer.precision import apply_precision
 
@@ -40,6 +41,19 @@ def _features(nar: Any, size: BenchSize, args: tuple[torch.Tensor, ...], lengths
     return [torch.randn(length, mels) for length in lengths], seconds
 
 
+def _ar_then_nar(ar: Any, nar: Any, size: BenchSize, scenario: Scenario, on_device: Scenario
+                 ) -> tuple[dict[str, Any], list[int], list[torch.Tensor], float]:
+    """The AR (:func:`~speechkit.bench.ar.time_generation`) and the NAR on its output lengths ->
+    (the AR's timing, frames per sequence, vocoder inputs, NAR seconds). ``scenario`` on the CPU,
+    ``on_device`` the same on the models' device."""
+    device = on_device.phones.device
+    generation = time_generation(ar, on_device, device)
+    lengths = generation["frames"]
+    level1, code_lens = pad_sequences([scenario.level1[row, :length] for row, length in enumerate(lengths)])
+    features, nar_s = _features(nar, size, on_device.nar_args(level1.to(device), code_lens.to(device)), lengths)
+    return generation, lengths, features, nar_s
+
+
 def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Sequence[str], device: torch.device,
                    output_seconds: float, pack: bool = True, kv_cache: str = "fp32",
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -53,11 +67,10 @@ def bench_e2e_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
             ar = apply_precision(build_ar(size, scenario).to(device), precision, pack=pack, kv_cache=kv_cache)
             nar = apply_precision(build_nar(size).to(device), precision, pack=pack)
             on_device = scenario.to(device)
+            for _ in range(warm_up_runs(device)):  # untimed: the models' first calls on this device
+                _ar_then_nar(ar, nar, size, scenario, on_device)
             with PeakMemory(device) as memory:
-                generation = time_generation(ar, on_device, device)
-                lengths = generation["frames"]
-                level1, code_lens = pad_sequences([scenario.level1[row, :length] for row, length in enumerate(lengths)])
-                features, nar_s = _features(nar, size, on_device.nar_args(level1.to(device), code_lens.to(device)), lengths)
+                generation, lengths, features, nar_s = _ar_then_nar(ar, nar, size, scenario, on_device)
                 vocoder_s = sum(timed(torch.device("cpu"), lambda f=f: vocoder.synthesize(f))[1] for f in features)
             ar_s = generation["prefill_s"] + generation["decode_s"]
             audio_s = sum(lengths) / size.frame_rate

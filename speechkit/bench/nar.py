@@ -14,6 +14,7 @@ NAR real-time factor, peak memory, and ``code_agreement``, the share of codes of
 equal to those of the fp32 model. ``--compile`` adds, for fp32 and bf16, rows of the same model
 with its Transformer through ``torch.compile`` (``apply_precision(..., compile=True)``): the first
 call of each batch size compiles (``compile_s``, not counted in ``nar_s``), the second is timed.
+On CUDA every model and batch size first runs once untimed (:func:`~speechkit.bench.timing.warm_up_runs`).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import PHONES_PER_SECOND, BenchSize, Scenario, build_nar, get_size, make_scenario
-from speechkit.bench.timing import PeakMemory, timed, torch_threads
+from speechkit.bench.timing import PeakMemory, timed, torch_threads, warm_up_runs
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import apply_precision
 
@@ -73,6 +74,8 @@ def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
         for batch in batches:
             scenario = scenarios[batch]
             compile_s = time_nar(model, scenario, device)[1] if compiled else None  # the first call compiles
+            for _ in range(warm_up_runs(device)):
+                time_nar(model, scenario, device)
             codes, seconds, peak = time_nar(model, scenario, device)
             audio_s = float(scenario.output_frames.sum()) / size.frame_rate
             row: dict[str, Any] = {

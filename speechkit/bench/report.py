@@ -12,6 +12,8 @@ import torch
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import KV_CACHES, PRECISIONS
 
+CPU_ONLY_PRECISIONS = ("int8",)
+
 
 def _csv(kind: type, choices: Sequence[str] | None = None) -> Any:
     def parse(text: str) -> list[Any]:
@@ -31,9 +33,12 @@ def bench_parser(what: str, doc: str | None, *, batch: str = "1,8", precision: s
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--sizes", type=_csv(str, list(SIZES)), default="paper,default", help="model sizes")
     parser.add_argument("--batch", type=_csv(int), default=batch, help="batch sizes")
-    parser.add_argument("--precision", type=_csv(str, PRECISIONS), default=precision, help="inference precisions")
+    parser.add_argument("--precision", type=_csv(str, PRECISIONS), default=argparse.SUPPRESS,
+                        help=f"inference precisions (default {precision}; int8 runs on the CPU only, so a CUDA "
+                             "device leaves it out)")
+    parser.set_defaults(precision_default=precision)
     parser.add_argument("--kv-cache", type=_csv(str, list(KV_CACHES)), default="fp32",
-                        help="KV-cache precisions of AR decoding (fp32, bf16)")
+                        help=f"KV-cache precisions of AR decoding ({', '.join(KV_CACHES)})")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--output-seconds", type=float, default=10.0, help="audio generated per sequence")
@@ -49,8 +54,18 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batch) or args.output_seconds <= 0:
         raise ConfigError("--batch sizes must be >= 1 and --output-seconds > 0.")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        raise ConfigError(f"--device {args.device!r} is not a torch device ({error}); give cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: CUDA is not available in this torch build or machine.")
+    default = _csv(str, PRECISIONS)(vars(args).pop("precision_default"))
+    if "precision" not in vars(args):
+        args.precision = [p for p in default if device.type == "cpu" or p not in CPU_ONLY_PRECISIONS]
+    elif device.type != "cpu" and set(args.precision) & set(CPU_ONLY_PRECISIONS):
+        raise ConfigError(f"--precision {','.join(CPU_ONLY_PRECISIONS)} (dynamic quantisation) runs on the CPU only; "
+                          f"on {args.device} give --precision fp32,bf16.")
     return args
 
 

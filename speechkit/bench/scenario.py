@@ -110,8 +110,9 @@ class Scenario:
     def nar_args(self, level1: torch.Tensor | None = None, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Positional arguments of ``NARLanguageModel.generate_batch`` (target phones only)."""
         width = int(self.num_target_phones.max())
-        index = (self.phone_lens - self.num_target_phones).unsqueeze(1) + torch.arange(width)
-        valid = torch.arange(width) < self.num_target_phones.unsqueeze(1)
+        offsets = torch.arange(width, device=self.phones.device)
+        index = (self.phone_lens - self.num_target_phones).unsqueeze(1) + offsets
+        valid = offsets < self.num_target_phones.unsqueeze(1)
         index = index.clamp(max=self.phones.shape[1] - 1)
         phones = self.phones.gather(1, index).masked_fill(~valid, 0)
         langs = self.phone_langs.gather(1, index).masked_fill(~valid, 0)

@@ -56,6 +56,14 @@ class Clock:
         return float(last) - float(first)  # type: ignore[arg-type]
 
 
+def warm_up_runs(device: torch.device) -> int:
+    """Untimed runs a benchmark makes of each model and batch size before timing it: 1 on CUDA,
+    where a model's first call pays for cuBLAS handles, kernel selection and the caching
+    allocator's first blocks (measured on an H200: the first bf16 NAR call took 4x the next one),
+    0 on CPU, whose weights are packed and kernels built by ``apply_precision`` beforehand."""
+    return 1 if device.type == "cuda" else 0
+
+
 def timed(device: torch.device, function: Callable[[], T]) -> tuple[T, float]:
     """Run ``function()`` once -> (its result, seconds), synchronised on CUDA."""
     clock = Clock(device)

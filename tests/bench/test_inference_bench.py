@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechkit.bench.ar import GreedyReference
+from speechkit.bench.ar import GreedyReference, run as bench_ar
 from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.nar import output_seconds_for
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
@@ -67,6 +67,29 @@ def test_bench_nar_and_e2e(tmp_path: Path) -> None:
     assert row["audio_s"] > 0 and row["rtf"] == pytest.approx(row["total_s"] / row["audio_s"])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_benchmarks_run_on_cuda_with_events(tmp_path: Path) -> None:
+    """The same commands with --device cuda: int8 (CPU only) left out of the default precisions,
+    the GPU named, per-step CPU timing absent (steps are queued), memory from the CUDA allocator."""
+    ar = run_bench("ar", tmp_path, "--batch", "1,3", "--bandwidth-mb", "64", "--kv-cache", "fp32,int8", "--device", "cuda")
+    assert ar["environment"]["gpu"] and ar["environment"]["device"] == "cuda"
+    rows = {(row["precision"], row["kv_cache"], row["batch"]): row for row in ar["rows"]}
+    assert set(rows) == {(p, kv, b) for p in ("fp32", "bf16") for kv in ("fp32", "int8") for b in (1, 3)}
+    planned = {batch: int(make_scenario(get_size("tiny"), batch, output_seconds=0.5).output_frames.sum()) for batch in (1, 3)}
+    for (precision, kv_cache, batch), row in rows.items():
+        assert row["frames"] == planned[batch] and row["ms_per_step"] > 0 and row["peak_memory_mb"] > 0
+        assert row["loop_ms_per_step"] is None and row["step"] in ("lean", "module")
+        assert row["greedy_token_agreement"] >= 0.8 and row["warm_up_runs"] == 1
+    assert rows["fp32", "fp32", 1]["greedy_token_agreement"] == 1.0
+    assert rows["fp32", "fp32", 1]["floor_ms"] > 0 and ar["bandwidth"]["floor_gbps"] > 0
+    nar = run_bench("nar", tmp_path, "--positions", "260", "--device", "cuda")
+    assert [row["precision"] for row in nar["rows"]] == ["fp32", "bf16"] and nar["rows"][0]["code_agreement"] == 1.0
+    e2e = run_bench("e2e", tmp_path, "--batch", "2", "--device", "cuda")
+    assert [row["precision"] for row in e2e["rows"]] == ["fp32"] and e2e["rows"][0]["total_s"] > 0
+    with pytest.raises(ConfigError, match="CPU only"):
+        bench_ar([*COMMON, "--device", "cuda", "--precision", "int8", "--out", str(tmp_path / "x.json")])
+
+
 def test_bench_nar_compile_adds_compiled_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch, "compile", lambda function, **options: function)  # the real one: tests/infer/test_compiled.py
     nar = run_bench("nar", tmp_path, "--precision", "fp32,int8", "--positions", "260", "--compile")
@@ -102,27 +125,30 @@ def test_cached_agreement_measures_the_kv_cache_precision_too() -> None:
     assert int8["cached_token_agreement"] >= 0.8
 
 
-def test_bandwidth_and_clock_on_cpu() -> None:
-    figures = measure_bandwidth(torch.device("cpu"), megabytes=4, repeats=1)
+def test_bandwidth_and_clock(device: torch.device) -> None:
+    figures = measure_bandwidth(device, megabytes=4, repeats=1)
     assert figures["floor_gbps"] == max(figures["copy_gbps"], figures["read_gbps"]) > 0
-    clock = Clock(torch.device("cpu"))
+    clock = Clock(device)
     clock.mark("a")
+    torch.ones(1 << 20, device=device).cumsum(0)  # queued work between the marks
     clock.mark("b")
-    assert clock.seconds("a", "b") >= 0
+    assert clock.seconds("a", "b") > 0
 
 
 def test_bad_options_are_clear() -> None:
     with pytest.raises(SystemExit):
         main(["bench", "ar", "--precision", "fp16"])
+    with pytest.raises(ConfigError, match="not a torch device"):
+        bench_ar(["--device", "gpu0"])
     with pytest.raises(ConfigError, match="no room"):
         output_seconds_for(get_size("paper"), 100)
     with pytest.raises(ConfigError, match="Unknown benchmark size"):
         get_size("huge")
 
 
-def test_peak_memory_sees_a_large_allocation() -> None:
-    with PeakMemory(torch.device("cpu")) as memory:
-        block = torch.ones(64_000_000 // 4)  # 64 MB, touched
+def test_peak_memory_sees_a_large_allocation(device: torch.device) -> None:
+    with PeakMemory(device) as memory:
+        block = torch.ones(64_000_000 // 4, device=device)  # 64 MB, touched
         time.sleep(0.05)
         del block
     assert memory.peak_mb is None or memory.peak_mb > 64

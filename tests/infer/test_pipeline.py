@@ -243,6 +243,29 @@ def test_reduced_precision_pipelines_run_and_batch(tiny_pack: Path, zh_prompt: V
     # batch, so batching may change their near-ties: not asserted (docs/performance.md)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pipeline_on_cuda_batches_and_samples_like_on_the_cpu(tiny_pack: Path, zh_prompt: VoicePrompt,
+                                                               prompt_wav: np.ndarray) -> None:
+    """The LMs on the GPU (the codec and vocoder stay where they run): batched greedy equals one at
+    a time, seeded sampling repeats, S2ST runs, and the codes follow the CPU's greedy ones."""
+    cuda = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=0.0), device="cuda")
+    assert cuda.device.type == "cuda"
+    requests = [cuda.text_request(text, zh_prompt) for text in TEXTS]
+    batched = cuda.generate(requests, batch_size=4)
+    single = [cuda.generate([request], batch_size=1)[0] for request in requests]
+    for one, many in zip(single, batched):
+        assert torch.equal(one.codes, many.codes) and np.all(np.isfinite(many.wav))
+    cpu = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=0.0)).generate(requests, batch_size=4)
+    agreement = [float((a.codes[0] == b.codes[0]).float().mean()) for a, b in zip(cpu, batched)
+                 if a.codes.shape == b.codes.shape]
+    assert agreement and min(agreement) >= 0.9, "the same greedy decoding up to float near-ties"
+    sampled = VallexPipeline.load(tiny_pack, SynthesisOptions(temperature=1.0, seed=3), device="cuda")
+    first, second = (sampled.generate(requests[:1], batch_size=1)[0] for _ in range(2))
+    assert torch.equal(first.codes, second.codes)
+    wav, info = cuda.s2st(prompt_wav, 16000, "en")
+    assert wav.ndim == 1 and info["stop_reason"] in ("eos", "max_length", "loop", "empty")
+
+
 def test_compile_option_compiles_the_nar_and_keeps_the_outputs(tiny_pack: Path, zh_prompt: VoicePrompt) -> None:
     from speechkit.infer.compiled import is_compiled
 

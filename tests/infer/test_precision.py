@@ -20,19 +20,22 @@ def tiny(name: str = "valle_ar", kind: str = "ar_lm", **context: int) -> nn.Modu
     return build(kind, {"name": name, **TINY}, **CONTEXT, **context).eval()
 
 
-def prompts() -> tuple[torch.Tensor, ...]:
+def prompts(device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(1)
     phones = torch.randint(1, 20, (2, 7), generator=generator)
-    return (phones, torch.tensor([7, 5]), torch.randint(0, 3, (2, 7), generator=generator),
+    made = (phones, torch.tensor([7, 5]), torch.randint(0, 3, (2, 7), generator=generator),
             torch.randint(0, 16, (2, 6), generator=generator), torch.tensor([6, 3]), torch.tensor([0, 1]))
+    return tuple(tensor.to(device) for tensor in made)
 
 
 def teacher_forced_logits(model: nn.Module, steps: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits FloatTensor[steps, B, K+1] of a fixed token sequence (no feedback of the argmax)."""
+    """Logits FloatTensor[steps, B, K+1] of a fixed token sequence (no feedback of the argmax),
+    on the model's device."""
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(2)
-    tokens = torch.randint(0, 16, (steps, 2, 1), generator=generator)
+    tokens = torch.randint(0, 16, (steps, 2, 1), generator=generator).to(device)
     with torch.inference_mode():
-        state, logits = model.prefill(*prompts(), max_steps=steps)
+        state, logits = model.prefill(*prompts(device), max_steps=steps)
         rows = [logits]
         for step in range(steps - 1):
             rows.append(model.decode_step(state, tokens[step]))
@@ -41,9 +44,13 @@ def teacher_forced_logits(model: nn.Module, steps: int = 12) -> tuple[torch.Tens
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
-def test_precision_paths_match_fp32(precision: str) -> None:
-    reference, reference_tokens = teacher_forced_logits(tiny())
-    model = apply_precision(tiny(), precision)
+def test_precision_paths_match_fp32(precision: str, device: torch.device) -> None:
+    reference, reference_tokens = teacher_forced_logits(tiny().to(device))
+    if precision == "int8" and device.type != "cpu":
+        with pytest.raises(ConfigError, match="CPU only"):
+            apply_precision(tiny().to(device), precision)
+        return
+    model = apply_precision(tiny().to(device), precision)
     logits, tokens = teacher_forced_logits(model)
     assert logits.dtype == torch.float32
     tolerance = {"fp32": 1e-4, "bf16": 5e-2, "int8": 1e-1}[precision]
@@ -55,11 +62,11 @@ def test_precision_paths_match_fp32(precision: str) -> None:
 
 @pytest.mark.parametrize("kv_cache", ["bf16", "int8"])
 @pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
-def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str) -> None:
-    reference, reference_tokens = teacher_forced_logits(tiny(name)) if name == "valle_ar" else (None, None)
-    model = apply_precision(tiny(name), "fp32", kv_cache=kv_cache)
+def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str, device: torch.device) -> None:
+    reference, reference_tokens = teacher_forced_logits(tiny(name).to(device)) if name == "valle_ar" else (None, None)
+    model = apply_precision(tiny(name).to(device), "fp32", kv_cache=kv_cache)
     with torch.inference_mode():
-        state, _ = model.prefill(*prompts(), max_steps=4)
+        state, _ = model.prefill(*prompts(device), max_steps=4)
     dtype = {"bf16": torch.bfloat16, "int8": torch.int8}[kv_cache]
     assert state.cache.keys.dtype == dtype and state.cache.values.dtype == dtype
     assert (state.cache.key_scales is not None) == (kv_cache == "int8")
@@ -67,16 +74,16 @@ def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str)
         logits, tokens = teacher_forced_logits(model)
         assert (logits - reference).abs().max() <= 5e-2 * reference.abs().max()
         assert (tokens == reference_tokens).float().mean() >= 0.8
-    generated = model.generate_batch(*prompts(), temperature=0.0)  # decoding reads the reduced cache
+    generated = model.generate_batch(*prompts(device), temperature=0.0)  # decoding reads the reduced cache
     assert len(generated.codes) == 2 and all(reason in ("eos", "max_length", "loop") for reason in generated.stop_reasons)
     with pytest.raises(ConfigError, match="KV-cache precision"):
         apply_precision(tiny(name), "fp32", kv_cache="int4")
 
 
-def test_packed_fp32_generation_is_greedy_identical_and_batch_independent() -> None:
-    reference = tiny()
-    model = apply_precision(tiny(), "fp32")
-    args = prompts()
+def test_packed_fp32_generation_is_greedy_identical_and_batch_independent(device: torch.device) -> None:
+    reference = tiny().to(device)
+    model = apply_precision(tiny().to(device), "fp32")
+    args = prompts(device)
     expected = reference.generate_batch(*args, temperature=0.0)
     batched = model.generate_batch(*args, temperature=0.0)
     for row in range(2):
@@ -179,17 +186,20 @@ def test_stream_heads_apply_the_gelu_that_follows_them(precision: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
-def test_nar_precision_paths_run(name: str) -> None:
+def test_nar_precision_paths_run(name: str, device: torch.device) -> None:
     model = tiny(name, "nar_lm", num_quantizers=3)
     if name == "continuous_nar":
         model.set_codewords(torch.randn(3, 16, model.config.feature_dim))
+    model.to(device)
     generator = torch.Generator().manual_seed(3)
     args = (torch.randint(1, 20, (2, 5), generator=generator), torch.tensor([5, 4]), torch.zeros(2, 5, dtype=torch.long),
             torch.randint(0, 16, (2, 3, 6), generator=generator), torch.tensor([6, 4]),
             torch.randint(0, 16, (2, 8), generator=generator), torch.tensor([8, 6]))
+    args = tuple(tensor.to(device) for tensor in args)
     expected = model.generate_batch(*args)
-    for precision in ("fp32", "bf16", "int8"):
-        copy = tiny(name, "nar_lm", num_quantizers=3)
+    assert expected.device.type == device.type
+    for precision in ("fp32", "bf16") if device.type != "cpu" else ("fp32", "bf16", "int8"):
+        copy = tiny(name, "nar_lm", num_quantizers=3).to(device)
         copy.load_state_dict(model.state_dict())
         codes = apply_precision(copy, precision).generate_batch(*args)
         assert codes.shape == expected.shape

@@ -86,18 +86,19 @@ def test_sampling_modes() -> None:
     assert torch.equal(again, sample_tokens(logits, generator=torch.Generator().manual_seed(3)))
 
 
-def test_sampling_draws_what_torch_multinomial_draws() -> None:
+def test_sampling_draws_what_torch_multinomial_draws(device: torch.device) -> None:
     """sample_tokens draws like ``torch.multinomial(softmax(logits / temperature), 1)``: the same
     tokens from the same generator state, which it leaves where multinomial would."""
     for seed, (rows, vocabulary) in enumerate([(1, 257), (8, 1025), (3, 17)] * 10):
-        logits = torch.randn(rows, vocabulary, generator=torch.Generator().manual_seed(100 + seed)) * 3
-        ours, theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        logits = torch.randn(rows, vocabulary, generator=torch.Generator().manual_seed(100 + seed)).to(device) * 3
+        ours, theirs = torch.Generator(device).manual_seed(seed), torch.Generator(device).manual_seed(seed)
         got = sample_tokens(logits, temperature=0.7, generator=ours)
         expected = torch.multinomial(torch.softmax(logits / 0.7, dim=-1), 1, generator=theirs).squeeze(-1)
         assert torch.equal(got, expected)
         assert torch.equal(ours.get_state(), theirs.get_state())
-    banned = torch.zeros(4, 6).index_fill_(1, torch.tensor([0, 2]), float("-inf"))
-    assert not bool(torch.isin(sample_tokens(banned, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 2])).any())
+    banned = torch.zeros(4, 6, device=device).index_fill_(1, torch.tensor([0, 2], device=device), float("-inf"))
+    drawn = sample_tokens(banned, generator=torch.Generator(device).manual_seed(0))
+    assert not bool(torch.isin(drawn, torch.tensor([0, 2], device=device)).any())
 
 
 def test_prompt_segment_layout_left_pads_segments_to_end_together() -> None:

@@ -18,11 +18,11 @@ def tiny_ar(**options: object) -> torch.nn.Module:
     return build("ar_lm", {"name": "aligned_ar", **TINY, **options}, **CONTEXT).eval()
 
 
-def aligned_batch() -> dict[str, torch.Tensor]:
+def aligned_batch(device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Two pairs: item 0 = 2 prompt phones + 3 target phones, 3 prompt frames + 7 target frames;
     item 1 = no prompt, 2 phones, 4 frames (padded)."""
     generator = torch.Generator().manual_seed(0)
-    return {
+    batch = {
         "phones": torch.randint(2, 20, (2, 5), generator=generator),
         "phone_lens": torch.tensor([5, 2]),
         "phone_langs": torch.randint(0, 3, (2, 5), generator=generator),
@@ -32,6 +32,7 @@ def aligned_batch() -> dict[str, torch.Tensor]:
         "prompt_lens": torch.tensor([3, 0]),
         "durations": torch.tensor([[0, 0, 2, 1, 4], [3, 1, 0, 0, 0]]),
     }
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def test_contract() -> None:
@@ -77,16 +78,17 @@ def test_future_codes_never_change_past_outputs() -> None:
         assert torch.allclose(logits[1], out["logits"][1], atol=1e-5)
 
 
-def test_kv_cache_decoding_equals_full_recomputation() -> None:
+def test_kv_cache_decoding_equals_full_recomputation(device: torch.device) -> None:
     """Feed the teacher-forced frames through prefill + decode_step; the marginal logits computed
     from the cached hidden states equal those of the full forward pass, row by row."""
-    model, batch = tiny_ar(), aligned_batch()
+    model, batch = tiny_ar().to(device), aligned_batch(device)
     row = {key: value[:1] for key, value in batch.items()}
     full = model(row)["logits"][0]  # [11, 17]
     frame_phones = model.frame_phones(row)  # [1, 10]
     positions = positions_in_phone(frame_phones)
     phones, phone_langs, codes = row["phones"], row["phone_langs"], row["codes"]
-    state, hidden = model.prefill(phones, row["phone_lens"], phone_langs, codes[:, :3], torch.tensor([3]), row["code_langs"], 8)
+    state, hidden = model.prefill(phones, row["phone_lens"], phone_langs, codes[:, :3], torch.tensor([3], device=device),
+                                  row["code_langs"], 8)
     hiddens = [hidden]
     for frame in range(3, 10):
         phone = frame_phones[:, frame]
@@ -94,8 +96,8 @@ def test_kv_cache_decoding_equals_full_recomputation() -> None:
     acoustic = torch.stack(hiddens, dim=1)  # [1, 8, D]: rows 3..10
     current = frame_phones[:, 2:]  # phone of frame m-1 for rows 3..10 (-1 for row 3)
     current_pos = positions[:, 2:]
-    following = torch.cat([frame_phones[:, 3:], torch.tensor([[-1]])], dim=1)
-    following_pos = torch.cat([positions[:, 3:], torch.tensor([[0]])], dim=1)
+    following = torch.cat([frame_phones[:, 3:], torch.tensor([[-1]], device=device)], dim=1)
+    following_pos = torch.cat([positions[:, 3:], torch.tensor([[0]], device=device)], dim=1)
     with torch.no_grad():
         code_logits = model.code_head(model._fuse(acoustic, model._gather_phone(state.phone_states, following),
                                                   following_pos, following >= 0))
@@ -106,30 +108,31 @@ def test_kv_cache_decoding_equals_full_recomputation() -> None:
     assert torch.allclose(cached[0], full[3:], atol=1e-4)
 
 
-def test_generation_stops_after_the_last_phone_and_reports_the_alignment() -> None:
-    model, batch = tiny_ar(), aligned_batch()
+def test_generation_stops_after_the_last_phone_and_reports_the_alignment(device: torch.device) -> None:
+    model, batch = tiny_ar().to(device), aligned_batch(device)
+    targets = torch.tensor([3, 2], device=device)
     with torch.no_grad():
         model.advance_head[-1].weight.zero_()
         model.advance_head[-1].bias.fill_(10.0)  # always advance: one frame per phone
     result = model.generate_batch(batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"][:, :3],
-                                  batch["prompt_lens"], batch["code_langs"], num_target_phones=torch.tensor([3, 2]),
+                                  batch["prompt_lens"], batch["code_langs"], num_target_phones=targets,
                                   temperature=0.0)
     assert result.stop_reasons == ["eos", "eos"]
     assert [codes.numel() for codes in result.codes] == [3, 2]
     assert [a.tolist() for a in result.frame_phones] == [[0, 1, 2], [0, 1]]
     with torch.no_grad():
         model.advance_head[-1].bias.fill_(-10.0)  # never advance: the per-phone guard moves on
-    limited = tiny_ar(max_frames_in_phone=2)
+    limited = tiny_ar(max_frames_in_phone=2).to(device)
     limited.load_state_dict(model.state_dict())
     result = limited.generate_batch(batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"][:, :3],
-                                    batch["prompt_lens"], batch["code_langs"], num_target_phones=torch.tensor([3, 2]),
+                                    batch["prompt_lens"], batch["code_langs"], num_target_phones=targets,
                                     temperature=0.0)
     assert result.stop_reasons == ["eos", "eos"]
     assert [a.tolist() for a in result.frame_phones] == [[0, 0, 1, 1, 2, 2], [0, 0, 1, 1]]
-    capped = tiny_ar(max_frames_per_phone=1.0, max_frames_margin=1)
+    capped = tiny_ar(max_frames_per_phone=1.0, max_frames_margin=1).to(device)
     capped.load_state_dict(model.state_dict())
     result = capped.generate_batch(batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"][:, :3],
-                                   batch["prompt_lens"], batch["code_langs"], num_target_phones=torch.tensor([3, 2]),
+                                   batch["prompt_lens"], batch["code_langs"], num_target_phones=targets,
                                    temperature=0.0)
     assert result.stop_reasons == ["max_length", "max_length"] and [c.numel() for c in result.codes] == [4, 3]
 
@@ -173,10 +176,10 @@ def test_the_step_fusion_equals_fusing_the_gathered_phone_state() -> None:
         assert torch.equal(got, expected)
 
 
-def test_batched_greedy_equals_one_at_a_time_with_prompts() -> None:
-    model, batch = tiny_ar(), aligned_batch()
-    prompts, prompt_lens = batch["codes"][:, :3], torch.tensor([3, 1])
-    targets = torch.tensor([3, 1])
+def test_batched_greedy_equals_one_at_a_time_with_prompts(device: torch.device) -> None:
+    model, batch = tiny_ar().to(device), aligned_batch(device)
+    prompts, prompt_lens = batch["codes"][:, :3], torch.tensor([3, 1], device=device)
+    targets = torch.tensor([3, 1], device=device)
     result = model.generate_batch(batch["phones"], batch["phone_lens"], batch["phone_langs"], prompts, prompt_lens,
                                   batch["code_langs"], num_target_phones=targets, temperature=0.0)
     for row in range(2):

@@ -17,9 +17,9 @@ def tiny_ar(**options: object) -> torch.nn.Module:
     return build("ar_lm", {"name": "valle_ar", **TINY, **options}, **CONTEXT).eval()
 
 
-def random_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+def random_batch(seed: int = 0, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {
+    batch = {
         "phones": torch.randint(1, 20, (3, 6), generator=generator),
         "phone_lens": torch.tensor([6, 3, 5]),
         "phone_langs": torch.randint(0, 3, (3, 6), generator=generator),
@@ -27,6 +27,7 @@ def random_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         "code_lens": torch.tensor([9, 4, 0]),
         "code_langs": torch.tensor([0, 1, 2]),
     }
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 @pytest.mark.parametrize("frames_per_step", [1, 2])
@@ -66,11 +67,11 @@ def test_language_id_changes_the_prediction() -> None:
 
 
 @pytest.mark.parametrize("frames_per_step", [1, 2])
-def test_cached_steps_equal_full_recomputation(frames_per_step: int) -> None:
-    model, batch = tiny_ar(frames_per_step=frames_per_step), random_batch(1)
+def test_cached_steps_equal_full_recomputation(frames_per_step: int, device: torch.device) -> None:
+    model, batch = tiny_ar(frames_per_step=frames_per_step).to(device), random_batch(1, device)
     k, steps = frames_per_step, 4
-    prompt_lens = torch.tensor([6, 2, 0])  # different prompt lengths, one empty
-    fed = torch.randint(0, 16, (3, steps, k), generator=torch.Generator().manual_seed(5))
+    prompt_lens = torch.tensor([6, 2, 0], device=device)  # different prompt lengths, one empty
+    fed = torch.randint(0, 16, (3, steps, k), generator=torch.Generator().manual_seed(5)).to(device)
     state, logits = model.prefill(
         batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"], prompt_lens, batch["code_langs"], steps
     )
@@ -83,9 +84,9 @@ def test_cached_steps_equal_full_recomputation(frames_per_step: int) -> None:
         p = int(batch["phone_lens"][row])
         full = model(
             {
-                "phones": batch["phones"][row : row + 1, :p], "phone_lens": torch.tensor([p]),
+                "phones": batch["phones"][row : row + 1, :p], "phone_lens": torch.tensor([p], device=device),
                 "phone_langs": batch["phone_langs"][row : row + 1, :p], "codes": codes,
-                "code_lens": torch.tensor([codes.shape[1]]), "code_langs": batch["code_langs"][row : row + 1],
+                "code_lens": torch.tensor([codes.shape[1]], device=device), "code_langs": batch["code_langs"][row : row + 1],
             }
         )["logits"][0]
         for step, cached in enumerate(step_logits):
@@ -93,8 +94,8 @@ def test_cached_steps_equal_full_recomputation(frames_per_step: int) -> None:
             assert torch.allclose(cached[row], full[frame : frame + k], atol=1e-5), (row, step)
 
 
-def test_batched_greedy_equals_one_at_a_time() -> None:
-    model, batch = tiny_ar(loop_min_repeats=0, repeat_run_limit=0), random_batch(2)
+def test_batched_greedy_equals_one_at_a_time(device: torch.device) -> None:
+    model, batch = tiny_ar(loop_min_repeats=0, repeat_run_limit=0).to(device), random_batch(2, device)
     args = (batch["phones"], batch["phone_lens"], batch["phone_langs"], batch["codes"], batch["code_lens"], batch["code_langs"])
     result = model.generate_batch(*args, temperature=0.0, top_k=5)
     lengths = {len(codes) for codes in result.codes}
@@ -105,12 +106,12 @@ def test_batched_greedy_equals_one_at_a_time() -> None:
     assert lengths, "generated something"
 
 
-def test_sampling_is_reproducible_with_a_generator() -> None:
-    model, batch = tiny_ar(), random_batch(3)
+def test_sampling_is_reproducible_with_a_generator(device: torch.device) -> None:
+    model, batch = tiny_ar().to(device), random_batch(3, device)
     args = (batch["phones"][0], batch["phone_langs"][0], batch["codes"][0], 1)
-    first = model.generate(*args, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(7))
-    second = model.generate(*args, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(7))
-    assert torch.equal(first, second)
+    first = model.generate(*args, temperature=1.0, top_p=0.9, generator=torch.Generator(device).manual_seed(7))
+    second = model.generate(*args, temperature=1.0, top_p=0.9, generator=torch.Generator(device).manual_seed(7))
+    assert torch.equal(first, second) and first.device.type == device.type
 
 
 def never_end(model: torch.nn.Module, favourite: int | None = None, runner_up: int | None = None) -> None:
@@ -135,15 +136,17 @@ def test_length_guard_stops_a_sequence_without_end_token() -> None:
     assert len(result.codes[0]) == 5 and result.stop_reasons == ["max_length"]
 
 
-def test_repetition_guards() -> None:
-    phones, langs, prompt = torch.arange(1, 6), torch.zeros(5, dtype=torch.long), torch.tensor([1, 2])
-    banned = tiny_ar(repeat_run_limit=4, loop_min_repeats=0, max_frames=30)
+def test_repetition_guards(device: torch.device) -> None:
+    phones, langs = torch.arange(1, 6, device=device), torch.zeros(5, dtype=torch.long, device=device)
+    prompt = torch.tensor([1, 2], device=device)
+    banned = tiny_ar(repeat_run_limit=4, loop_min_repeats=0, max_frames=30).to(device)
     never_end(banned, favourite=3, runner_up=5)
     codes = banned.generate(phones, langs, prompt, 0, temperature=0).tolist()
     assert codes[:10] == [3, 3, 3, 3, 5, 3, 3, 3, 3, 5], "a run of 4 bans the token for one step"
-    looping = tiny_ar(repeat_run_limit=4, loop_max_period=6, loop_min_repeats=3, max_frames=60)
+    looping = tiny_ar(repeat_run_limit=4, loop_max_period=6, loop_min_repeats=3, max_frames=60).to(device)
     never_end(looping, favourite=3, runner_up=5)
-    result = looping.generate_batch(phones[None], torch.tensor([5]), langs[None], prompt[None], torch.tensor([2]), torch.tensor([0]), temperature=0)
+    lengths = torch.tensor([[5], [2], [0]], device=device)
+    result = looping.generate_batch(phones[None], lengths[0], langs[None], prompt[None], lengths[1], lengths[2], temperature=0)
     assert result.stop_reasons == ["loop"]
     assert result.codes[0].tolist() == [3, 3, 3, 3, 5], "a loop repeated 3 times stops, keeping one copy"
 
