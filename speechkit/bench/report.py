@@ -11,6 +11,7 @@ import torch
 
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import KV_CACHES, PRECISIONS
+from speechkit.utils.device import checked_device
 
 CPU_ONLY_PRECISIONS = ("int8",)
 
@@ -54,12 +55,7 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batch) or args.output_seconds <= 0:
         raise ConfigError("--batch sizes must be >= 1 and --output-seconds > 0.")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as error:
-        raise ConfigError(f"--device {args.device!r} is not a torch device ({error}); give cpu, cuda or cuda:N.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available in this torch build or machine.")
+    device = checked_device(args.device, "--device")
     default = _csv(str, PRECISIONS)(vars(args).pop("precision_default"))
     if "precision" not in vars(args):
         args.precision = [p for p in default if device.type == "cpu" or p not in CPU_ONLY_PRECISIONS]

@@ -40,6 +40,7 @@ from speechkit.interfaces.lm import ARLanguageModel, NARLanguageModel
 from speechkit.interfaces.st import STFrontend
 from speechkit.text.languages import LANGUAGES, NEUTRAL, language_id, token_language, token_language_ids
 from speechkit.text.phone_table import PhoneTable
+from speechkit.utils.device import checked_device
 
 log = logging.getLogger("speechkit.infer")
 #: Waveforms whose peak is below this are treated as silence (nothing to clone).
@@ -200,7 +201,7 @@ class VallexPipeline:
             raise DataError(f"{pack_dir} is not a VALL-E X pipeline pack: it lacks {missing}. "
                             "Build one with stage 7 (python -m speechkit.bin.infer) or assemble_pipeline_pack.")
         table = PhoneTable.load(pack_dir / TOKENS_FILE)
-        pack = load_pack(pack_dir, device=device)
+        pack = load_pack(pack_dir, device=checked_device(device))
         return cls(pack["frontend"], table, pack["codec"], pack["ar_lm"], pack["nar_lm"],
                    pack.components.get("st_frontend"), options)
 

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from speechkit.errors import ConfigError
+from speechkit.utils.device import checked_device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +68,7 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``auto`` -> this rank's GPU when CUDA is available, else the CPU; other names as given."""
     if device == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={device!r} but CUDA is not available; use device=auto or cpu.")
+    resolved = checked_device(device, "train.device (use auto or cpu without a GPU)")
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device(f"cuda:{local_rank}")
     return resolved

@@ -243,6 +243,14 @@ def test_reduced_precision_pipelines_run_and_batch(tiny_pack: Path, zh_prompt: V
     # batch, so batching may change their near-ties: not asserted (docs/performance.md)
 
 
+def test_a_device_that_is_not_here_is_a_config_error(tiny_pack: Path) -> None:
+    with pytest.raises(ConfigError, match="not a torch device"):
+        VallexPipeline.load(tiny_pack, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            VallexPipeline.load(tiny_pack, device="cuda")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_pipeline_on_cuda_batches_and_samples_like_on_the_cpu(tiny_pack: Path, zh_prompt: VoicePrompt,
                                                                prompt_wav: np.ndarray) -> None:
