@@ -39,6 +39,7 @@ from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_s
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads, warm_up_runs
 from speechkit.infer.precision import apply_precision
 from speechkit.nn.fused_decode import FusedDecoder
+from speechkit.nn.graph_decode import GraphDecoder
 from speechkit.nn.lean_decode import LeanDecoder
 from speechkit.nn.transformer import TransformerStack
 
@@ -248,11 +249,15 @@ def paired_speedup(single: Sequence[dict[str, Any]], batched: Sequence[dict[str,
 
 def decoding_step_name(model: nn.Module, device: torch.device) -> str:
     """How ``model``'s decoder stacks take a decoding step here: ``fused`` (one compiled call,
-    :mod:`speechkit.nn.fused_decode`), ``lean`` (layer by layer with few Python calls) or ``module``."""
+    :mod:`speechkit.nn.fused_decode`), ``graph`` (a recorded CUDA graph, :mod:`speechkit.nn.graph_decode`),
+    ``lean`` (layer by layer with few Python calls) or ``module``."""
     stacks = [module for module in model.modules() if isinstance(module, TransformerStack)]
     if device.type == "cpu" and FusedDecoder.enabled() and stacks and all(FusedDecoder.prepared(s) for s in stacks):
         return "fused"
-    return "lean" if LeanDecoder.enabled() else "module"
+    if not LeanDecoder.enabled():
+        return "module"
+    graphs = device.type == "cuda" and GraphDecoder.enabled() and stacks and all(LeanDecoder.supports(s) for s in stacks)
+    return "graph" if graphs else "lean"
 
 
 def _row(size: BenchSize, precision: str, batch: int, scenario: Scenario, timing: dict[str, Any], weight_bytes: int,

@@ -97,6 +97,16 @@ class LeanDecoder:
         ]
         self._final = norm_parts(stack.final_norm)
 
+    @property
+    def plan(self) -> list[_LayerPlan]:
+        """The bound pieces of each layer, in order."""
+        return self._plan
+
+    @property
+    def final_norm(self) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
+        """The stack's final norm as (weight, bias, eps)."""
+        return self._final
+
     @staticmethod
     def enabled() -> bool:
         """False with ``SPEECHKIT_LEAN_DECODE=0`` in the environment (every step then runs the

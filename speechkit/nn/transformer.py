@@ -1,12 +1,17 @@
 """Pre-LN Transformer layers, optionally with a layer norm per condition (the NAR's level)."""
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from speechkit.nn.attention import KVCache, MultiHeadAttention
 from speechkit.nn.fused_decode import FusedDecoder
+from speechkit.nn.graph_decode import GraphDecoder
 from speechkit.nn.lean_decode import LeanDecoder
+
+log = logging.getLogger(__name__)
 
 
 class LevelLayerNorm(nn.Module):
@@ -122,14 +127,15 @@ class TransformerStack(nn.Module):
         The same result as ``forward(x, cache.step_mask(start + 1), cache=cache, start=start)``
         (up to float rounding). In eval mode an unconditioned stack runs it through a runner
         planned once per generation and kept on ``cache``: a :class:`FusedDecoder` (the whole step
-        in one compiled call) for one fp32 sequence on CPU with stream weights (see
-        :func:`speechkit.infer.precision.apply_precision`), else a :class:`LeanDecoder` (the
+        in one compiled call) on CPU with stream weights (see
+        :func:`speechkit.infer.precision.apply_precision`), on CUDA a :class:`GraphDecoder` (the
+        step recorded once as a CUDA graph and replayed), else a :class:`LeanDecoder` (the
         layers' weights bound once; far fewer Python calls per step).
         """
         runner = cache.step_runner
         if self.training or x.shape[1] != 1 or torch.is_grad_enabled():
             runner = None
-        elif not isinstance(runner, (FusedDecoder, LeanDecoder)) or runner.stack is not self:
+        elif not isinstance(runner, (FusedDecoder, GraphDecoder, LeanDecoder)) or runner.stack is not self:
             runner = cache.step_runner = self._step_runner(x, cache)
         if runner is None:
             return self.forward(x, cache.step_mask(start + 1), cache=cache, start=start)
@@ -137,10 +143,16 @@ class TransformerStack(nn.Module):
             return runner(x, cache, start, rows)
         return runner(x, cache, start)
 
-    def _step_runner(self, x: torch.Tensor, cache: KVCache) -> FusedDecoder | LeanDecoder | None:
+    def _step_runner(self, x: torch.Tensor, cache: KVCache) -> FusedDecoder | GraphDecoder | LeanDecoder | None:
         """The quickest runner that supports this stack and step (None: ``forward``)."""
         if FusedDecoder.enabled() and FusedDecoder.supports(self, x, cache):
             return FusedDecoder(self)
+        if GraphDecoder.enabled() and LeanDecoder.enabled() and GraphDecoder.supports(self, x, cache):
+            try:
+                return GraphDecoder(self, x, cache)
+            except RuntimeError as error:  # a torch or driver without graph capture of some step op
+                log.warning("CUDA graph capture of the decoding step failed (%s); stepping layer by layer. "
+                            "Set SPEECHKIT_CUDA_GRAPHS=0 to skip the attempt.", str(error).splitlines()[0])
         if LeanDecoder.enabled() and LeanDecoder.supports(self):
             return LeanDecoder(self)
         return None

@@ -78,7 +78,7 @@ def test_benchmarks_run_on_cuda_with_events(tmp_path: Path) -> None:
     planned = {batch: int(make_scenario(get_size("tiny"), batch, output_seconds=0.5).output_frames.sum()) for batch in (1, 3)}
     for (precision, kv_cache, batch), row in rows.items():
         assert row["frames"] == planned[batch] and row["ms_per_step"] > 0 and row["peak_memory_mb"] > 0
-        assert row["loop_ms_per_step"] is None and row["step"] in ("lean", "module")
+        assert row["loop_ms_per_step"] is None and row["step"] == "graph"
         assert row["greedy_token_agreement"] >= 0.8 and row["warm_up_runs"] == 1
     assert rows["fp32", "fp32", 1]["greedy_token_agreement"] == 1.0
     assert rows["fp32", "fp32", 1]["floor_ms"] > 0 and ar["bandwidth"]["floor_gbps"] > 0
