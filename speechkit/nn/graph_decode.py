@@ -1,7 +1,7 @@
 """A decoding step of a :class:`~speechkit.nn.transformer.TransformerStack` replayed as one CUDA graph.
 
-On a GPU a batch-1 step is bound by the host, not the memory: the paper-size step launches a
-few hundred small kernels from Python. It took 2.4 ms on an H200 whose memory reads its weights in
+On a GPU a batch-1 step is bound by the host, not the memory: the paper-size step launches
+more than a hundred small kernels from Python. It took 2.4 ms on an H200 whose memory reads its weights in
 0.17 ms (docs/performance.md). A CUDA graph records those launches once per generation and
 replays them with one call.
 
