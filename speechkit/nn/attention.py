@@ -88,6 +88,26 @@ class KVCache:
             self.keys[layer, :, :, position].copy_(keys)
             self.values[layer, :, :, position].copy_(values)
 
+    def store_at(self, layer: int, keys: torch.Tensor, values: torch.Tensor, index: torch.Tensor) -> None:
+        """:meth:`store_position` with the position in a device tensor, index LongTensor[1]: no host
+        value, so a recorded CUDA graph can replay it (:mod:`speechkit.nn.graph_decode`)."""
+        if self.quantized:
+            assert self.key_scales is not None and self.value_scales is not None
+            for rows, store, scales in ((keys, self.keys, self.key_scales), (values, self.values, self.value_scales)):
+                quantized, row_scales = quantize_rows(rows)
+                store[layer].index_copy_(2, index, quantized.unsqueeze(2))
+                scales[layer].index_copy_(2, index, row_scales.unsqueeze(2))
+        else:
+            self.keys[layer].index_copy_(2, index, keys.unsqueeze(2).to(self.keys.dtype))
+            self.values[layer].index_copy_(2, index, values.unsqueeze(2).to(self.values.dtype))
+
+    def read(self, layer: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """This layer's keys/values of positions [0, end) as [B, H, end, Dh] in ``dtype``: views
+        where the cache holds that dtype, else cast or (int8) dequantised copies."""
+        if self.quantized:
+            return self.dequantized(layer, end, dtype)
+        return self.keys[layer, :, :, :end].to(dtype), self.values[layer, :, :, :end].to(dtype)
+
     def step_attention(self, layer: int, query: torch.Tensor, end: int) -> torch.Tensor:
         """A decoding step's attention: query FloatTensor[B, H, 1, Dh] over this layer's positions
         [0, end) (padding masked) -> FloatTensor[B, H, 1, Dh]. On CPU the cache is read as it is
@@ -99,10 +119,7 @@ class KVCache:
                 return decode_step_attention(query, keys, values, mask, self.key_scales[layer, :, :, :end],  # type: ignore[index]
                                              self.value_scales[layer, :, :, :end])  # type: ignore[index]
             return decode_step_attention(query, keys, values, mask)
-        if self.quantized:
-            keys, values = self.dequantized(layer, end)
-        elif keys.dtype != query.dtype:
-            keys, values = keys.to(query.dtype), values.to(query.dtype)
+        keys, values = self.read(layer, end, query.dtype)
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,11 +130,11 @@ class KVCache:
             return self.dequantized(layer, end)
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
-    def dequantized(self, layer: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """An int8 cache's keys/values of positions [0, end) as FloatTensor[B, H, end, Dh]."""
+    def dequantized(self, layer: int, end: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """An int8 cache's keys/values of positions [0, end) as [B, H, end, Dh] in ``dtype``."""
         assert self.key_scales is not None and self.value_scales is not None
-        keys = dequantize_rows(self.keys[layer, :, :, :end], self.key_scales[layer, :, :, :end])
-        values = dequantize_rows(self.values[layer, :, :, :end], self.value_scales[layer, :, :, :end])
+        keys = dequantize_rows(self.keys[layer, :, :, :end], self.key_scales[layer, :, :, :end], dtype)
+        values = dequantize_rows(self.values[layer, :, :, :end], self.value_scales[layer, :, :, :end], dtype)
         return keys, values
 
     def mark_valid(self, valid: torch.Tensor, start: int) -> None:

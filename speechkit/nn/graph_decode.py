@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.nn.attention import KVCache
-from speechkit.nn.decode_kernel import dequantize_rows, quantize_rows
 from speechkit.nn.lean_decode import LeanDecoder
 
 
@@ -51,43 +50,15 @@ class StaticStepDecoder:
         cache = self._cache()
         if cache is None:
             raise RuntimeError("the KV cache of this decoding step was freed")
-        batch, _, width = x.shape
-        heads = self.stack.num_heads
-        head_dim = width // heads
-        shape = (width,)
         index = position.view(1)
         mask = (cache.key_valid & (self._slots <= position))[:, None, None, :]  # [B, 1, 1, L]
-        hidden = x.reshape(batch, width)
-        for layer, plan in enumerate(self._lean.plan):
-            weight, bias, eps = plan.attention_norm
-            qkv = plan.qkv(F.layer_norm(hidden, shape, weight, bias, eps)).view(batch, 3, heads, head_dim)
-            keys, values = self._write(layer, qkv[:, 1], qkv[:, 2], index, qkv.dtype)
-            query = qkv[:, 0].unsqueeze(2)  # [B, H, 1, Dh]
-            attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask)
-            hidden = hidden + plan.out(attended.reshape(batch, width))
-            weight, bias, eps = plan.ffn_norm
-            inner = plan.ffn_in(F.layer_norm(hidden, shape, weight, bias, eps))
-            hidden = hidden + plan.ffn_out(F.gelu(inner, approximate=plan.activation))
-        weight, bias, eps = self._lean.final_norm
-        return F.layer_norm(hidden, shape, weight, bias, eps).view(batch, 1, width)
 
-    def _write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, index: torch.Tensor,
-               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one position's keys/values FloatTensor[B, H, Dh] at ``index`` (LongTensor[1]);
-        return the layer's whole cache as FloatTensor[B, H, L, Dh] in ``dtype``."""
-        cache = self._cache()
-        assert cache is not None
-        if cache.quantized:
-            assert cache.key_scales is not None and cache.value_scales is not None
-            for rows, store, scales in ((keys, cache.keys, cache.key_scales), (values, cache.values, cache.value_scales)):
-                quantized, row_scales = quantize_rows(rows)
-                store[layer].index_copy_(2, index, quantized.unsqueeze(2))
-                scales[layer].index_copy_(2, index, row_scales.unsqueeze(2))
-            return (dequantize_rows(cache.keys[layer], cache.key_scales[layer], dtype),
-                    dequantize_rows(cache.values[layer], cache.value_scales[layer], dtype))
-        cache.keys[layer].index_copy_(2, index, keys.unsqueeze(2).to(cache.keys.dtype))
-        cache.values[layer].index_copy_(2, index, values.unsqueeze(2).to(cache.values.dtype))
-        return cache.keys[layer].to(dtype), cache.values[layer].to(dtype)
+        def attend(layer: int, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+            cache.store_at(layer, keys, values, index)
+            cached_keys, cached_values = cache.read(layer, cache.max_length, query.dtype)
+            return F.scaled_dot_product_attention(query.unsqueeze(2), cached_keys, cached_values, attn_mask=mask)
+
+        return self._lean.run(x, attend)
 
 
 class GraphDecoder:

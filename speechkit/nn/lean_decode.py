@@ -26,6 +26,8 @@ from torch import nn
 from speechkit.nn.attention import KVCache
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
+#: a layer's attention for one new position: (layer, query, keys, values) -> attended
+Attend = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class _LayerPlan(NamedTuple):
@@ -97,16 +99,6 @@ class LeanDecoder:
         ]
         self._final = norm_parts(stack.final_norm)
 
-    @property
-    def plan(self) -> list[_LayerPlan]:
-        """The bound pieces of each layer, in order."""
-        return self._plan
-
-    @property
-    def final_norm(self) -> tuple[torch.Tensor | None, torch.Tensor | None, float]:
-        """The stack's final norm as (weight, bias, eps)."""
-        return self._final
-
     @staticmethod
     def enabled() -> bool:
         """False with ``SPEECHKIT_LEAN_DECODE=0`` in the environment (every step then runs the
@@ -124,8 +116,23 @@ class LeanDecoder:
     def __call__(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x: FloatTensor[B, 1, D] (embedded new positions) -> FloatTensor[B, 1, D] (normed);
         writes the keys/values at ``start`` and sets ``cache.length = start + 1``."""
-        batch, _, width = x.shape
         end = start + 1
+
+        def attend(layer: int, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+            cache.store_position(layer, keys, values, start)
+            return cache.step_attention(layer, query.unsqueeze(2), end)
+
+        hidden = self.run(x, attend)
+        cache.length = end
+        return hidden
+
+    def run(self, x: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """The planned layers and final norm for x FloatTensor[B, 1, D] -> FloatTensor[B, 1, D],
+        each layer's attention by ``attend(layer, query, keys, values)`` (the new position's
+        FloatTensor[B, H, Dh] each; it stores keys and values and returns FloatTensor[B, H, 1, Dh]).
+        :meth:`__call__` attends through the cache at a host position;
+        :class:`~speechkit.nn.graph_decode.StaticStepDecoder` at a position on the device."""
+        batch, _, width = x.shape
         heads = self.stack.num_heads
         head_dim = width // heads
         shape = (width,)
@@ -133,12 +140,10 @@ class LeanDecoder:
         for index, layer in enumerate(self._plan):
             weight, bias, eps = layer.attention_norm
             qkv = layer.qkv(F.layer_norm(hidden, shape, weight, bias, eps)).view(batch, 3, heads, head_dim)
-            cache.store_position(index, qkv[:, 1], qkv[:, 2], start)
-            attended = cache.step_attention(index, qkv[:, 0].unsqueeze(2), end)  # [B, H, 1, Dh]
+            attended = attend(index, qkv[:, 0], qkv[:, 1], qkv[:, 2])  # [B, H, 1, Dh]
             hidden = hidden + layer.out(attended.reshape(batch, width))
             weight, bias, eps = layer.ffn_norm
             inner = layer.ffn_in(F.layer_norm(hidden, shape, weight, bias, eps))
             hidden = hidden + layer.ffn_out(F.gelu(inner, approximate=layer.activation))
-        cache.length = end
         weight, bias, eps = self._final
         return F.layer_norm(hidden, shape, weight, bias, eps).view(batch, 1, width)
