@@ -101,7 +101,43 @@ def test_kernel_equals_reference_for_every_cache_dtype_head_size_and_length(dim:
         with torch.inference_mode():
             got = decode_attention(query, key, value, mask, key_scales, value_scales)
         expected = reference_decode_attention(query, key, value, mask, key_scales, value_scales)
-        assert torch.allclose(got, expected, atol=2e-5, rtol=1e-5)
+        if dim % 32 == 0:  # integer products: the query rounded to int16 first, as the kernel documents
+            rounded_query = kernel_int16_query(query)
+            if dim % 64 == 0:  # and the weights of the values too
+                rounded = kernel_int16_weights_reference(rounded_query, key, value, mask, key_scales, value_scales)
+            else:
+                rounded = reference_decode_attention(rounded_query, key, value, mask, key_scales, value_scales)
+            assert torch.allclose(got, rounded, atol=2e-5, rtol=1e-5)
+            assert torch.allclose(got, expected, atol=5e-4, rtol=0)  # that rounding: < 2e-5 of max |q|
+            assert not torch.equal(got, expected)
+        else:
+            assert torch.allclose(got, expected, atol=2e-5, rtol=1e-5)
+
+
+def kernel_int16_weights_reference(query, key, value, mask, key_scales, value_scales) -> torch.Tensor:
+    """reference_decode_attention with the kernel's int8-value rounding (head sizes that are
+    multiples of 64): the softmax numerators times the value scales, rounded to int16 steps of
+    their largest / 32767 per sequence and head, multiply the int8 values."""
+    keys = key.float() * key_scales.unsqueeze(-1)
+    scores = torch.matmul(query * query.shape[-1] ** -0.5, keys.transpose(-1, -2))  # [B, H, 1, S]
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
+    numerators = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+    weights = numerators * value_scales.unsqueeze(-2)
+    step = weights.amax(dim=-1, keepdim=True) / 32767
+    rounded = torch.round(weights / step) * step
+    return torch.matmul(rounded, value.float()) / numerators.sum(dim=-1, keepdim=True)
+
+
+def kernel_int16_query(query: torch.Tensor) -> torch.Tensor:
+    """The query as the kernel multiplies int8 keys with it (head sizes that are multiples of 32):
+    times the softmax scale, rounded to int16 steps of max |q| / 32767 per sequence and head, and
+    divided by the scale again (so the reference applies it once more)."""
+    scale = query.shape[-1] ** -0.5
+    scaled = query * scale
+    step = scaled.abs().amax(dim=-1, keepdim=True) / 32767
+    step = torch.where(step > 0, step, torch.ones_like(step))
+    return torch.round(scaled / step) * step / scale
 
 
 def test_int8_cache_rounds_each_position_and_head_and_needs_its_scales() -> None:
@@ -136,3 +172,19 @@ def test_store_int8_rounds_exactly_like_quantize_rows(use_kernel: bool, monkeypa
     expected, scales = quantize_rows(qkv[:, 1])
     assert torch.equal(cache.keys[0, :, :, 2], expected) and torch.equal(cache.key_scales[0, :, :, 2], scales)
     assert cache.key_scales[0, 1, 2, 2] == 1.0 and not cache.keys[0, :, :, 3].any()  # only position 2 written
+
+
+def test_int8_values_summed_in_integers_do_not_overflow_over_long_caches() -> None:
+    """Uniform attention over 1100 positions of values at the int8 limit: each int32 lane would pass
+    2^31 without the kernel's periodic move to floats (every 512 positions)."""
+    batch, heads, length, dim = 1, 2, 1100, 64
+    key = torch.zeros(batch, heads, length, dim, dtype=torch.int8)
+    value = torch.full((batch, heads, length, dim), 127, dtype=torch.int8)
+    value[:, 1, :, ::2] = -127
+    scales = torch.ones(batch, heads, length)
+    query = torch.randn(batch, heads, 1, dim)
+    with torch.inference_mode():
+        got = decode_attention(query, key, value, None, scales, scales)
+    expected = reference_decode_attention(query, key, value, None, scales, scales)
+    assert torch.allclose(got, expected, atol=1e-3, rtol=1e-6)
+    assert got[0, 0].eq(127).all() and got[0, 1, 0, ::2].eq(-127).all()
