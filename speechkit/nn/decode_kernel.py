@@ -15,9 +15,10 @@ sums of int16 pairs): for head sizes that are multiples of 32 the query (times t
 is rounded to int16 first, and for multiples of 64 so are the weights of the values (softmax
 numerator times the value scale), each in steps of its largest magnitude / 32767 per sequence
 and head. Those roundings, below 2e-5 of the largest element, are far inside the cache's own
-int8 rounding, and they take a third of the instructions per cached element: at paper size,
-batch 8, 700 positions, 12 layers, attention from cache took 2.3-2.7 instead of 3.3-3.4 ms
-(docs/performance.md, "Attention in integers").
+int8 rounding, and they take about half the instructions per cached element: at paper size,
+batch 8, 700 positions, 12 layers, the attention took 1.74-1.75 instead of 3.07-3.24 ms from the
+CPU's caches, 4.68-5.38 instead of 5.45-7.50 ms from memory (``tools/cache_attention_rate.py``;
+docs/performance.md, "Attention in integers").
 
 It is C++ built on first use with ``torch.utils.cpp_extension.load_inline`` (a C++ compiler and
 ninja; the build is cached under ``~/.cache/torch_extensions``). Where it cannot be built, or
@@ -234,8 +235,10 @@ struct BlockQuery<int8_t, NV, true> {
 // rounded to int16 in steps of max w / 32767 (an error below 2e-5 of the largest weight per
 // position, inside the values' own int8 rounding); two positions at a time, their rows' bytes
 // interleaved into (v[s, d], v[s+1, d]) int16 pairs, are multiplied by the pair of weights with one
-// vpdpwssd per 32 elements (15 instructions per 64 elements of 2 positions instead of 26 in floats). The int32 sums are moved to floats every kFlush positions, before they could overflow
-// (kFlush * 32767 * 127 < 2^31). The unpacking permutes the elements; they are put back in order at the end.
+// vpdpwssd per 32 elements (15 instructions per 64 elements of 2 positions instead of 26 in
+// floats). The int32 sums are moved to floats every kFlush positions, before they could overflow
+// (kFlush * 32767 * 127 < 2^31). The unpacking permutes the elements; they are put back in order
+// at the end.
 constexpr int64_t kFlush = 512;
 
 template <int NV>
