@@ -204,11 +204,20 @@ struct BlockQuery<int8_t, NV, true> {
   __m512i query[kPairs];
   float step;  // score = step * sum(query16 * key8)
   BlockQuery(const float* q, float scale) {
-    float top = 0.f;
-    for (int d = 0; d < 16 * NV; ++d) top = std::max(top, std::fabs(q[d] * scale));
+    const __m512 factor = _mm512_set1_ps(scale);
+    __m512 scaled[NV], tops = _mm512_setzero_ps();
+    for (int i = 0; i < NV; ++i) {
+      scaled[i] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * i), factor);
+      tops = _mm512_max_ps(_mm512_abs_ps(scaled[i]), tops);
+    }
+    const float top = _mm512_reduce_max_ps(tops);
     step = top > 0.f ? top / 32767.f : 1.f;
+    const __m512 divisor = _mm512_set1_ps(step);
     alignas(64) int16_t rounded[16 * NV];
-    for (int d = 0; d < 16 * NV; ++d) rounded[d] = static_cast<int16_t>(std::nearbyint(q[d] * scale / step));
+    for (int i = 0; i < NV; ++i) {
+      const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(scaled[i], divisor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(rounded + 16 * i), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(v)));
+    }
     for (int i = 0; i < kPairs; ++i) query[i] = _mm512_load_si512(rounded + 32 * i);
   }
   inline __m512i row_products(const int8_t* row) const {
@@ -466,12 +475,29 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
 
 // One row of D floats -> int8 (round-half-even(x / scale) clamped to [-127, 127]); returns the
 // scale, max |x| / 127 (1 for an all-zero row), as quantize_rows computes it.
+// (16 elements at a time where AVX-512 is compiled in: the same divisions and roundings.)
 static float quantize_row(const float* row, int8_t* out, int64_t D) {
   float top = 0.f;
-  for (int64_t d = 0; d < D; ++d) top = std::max(top, std::fabs(row[d]));
+  int64_t d = 0;
+#if defined(__AVX512F__)
+  __m512 tops = _mm512_setzero_ps();
+  for (; d + 16 <= D; d += 16) tops = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + d)), tops);
+  top = _mm512_reduce_max_ps(tops);
+#endif
+  for (; d < D; ++d) top = std::max(top, std::fabs(row[d]));
   float scale = top / 127.0f;
   if (!(scale > 0.f)) scale = 1.f;
-  for (int64_t d = 0; d < D; ++d) {
+  d = 0;
+#if defined(__AVX512F__)
+  const __m512 divisor = _mm512_set1_ps(scale), low = _mm512_set1_ps(-127.f), high = _mm512_set1_ps(127.f);
+  for (; d + 16 <= D; d += 16) {
+    const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(row + d), divisor),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 clamped = _mm512_min_ps(high, _mm512_max_ps(v, low));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + d), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(clamped)));
+  }
+#endif
+  for (; d < D; ++d) {
     const float v = std::nearbyint(row[d] / scale);
     out[d] = static_cast<int8_t>(std::min(127.f, std::max(-127.f, v)));
   }

@@ -157,17 +157,19 @@ def test_int8_cache_rounds_each_position_and_head_and_needs_its_scales() -> None
     assert torch.equal(zero.dequantized(0, 1)[0], torch.zeros(1, 1, 1, 4))
 
 
+@pytest.mark.parametrize("dim", [16, 20, 64])  # the kernel's 16-wide loop, with a scalar tail, several vectors
 @pytest.mark.parametrize("use_kernel", [True, False])
-def test_store_int8_rounds_exactly_like_quantize_rows(use_kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_int8_rounds_exactly_like_quantize_rows(use_kernel: bool, dim: int, monkeypatch: pytest.MonkeyPatch) -> None:
     from speechkit.nn.attention import quantize_rows
     from speechkit.nn.decode_kernel import store_int8
 
     if not use_kernel:
         monkeypatch.setattr(decode_kernel, "_kernel", lambda: None)
-    qkv = torch.randn(3, 3, 4, 16, generator=torch.Generator().manual_seed(5)) * 3
+    qkv = torch.randn(3, 3, 4, dim, generator=torch.Generator().manual_seed(5)) * 3
     qkv[1, 1, 2] = 0.0  # an all-zero row: scale 1
     qkv[0, 1, 0, :4] = torch.tensor([0.5, -0.5, 1.5, 2.5]) * qkv[0, 1, 0].abs().max() / 127  # exact halves
-    cache = KVCache(num_layers=1, batch_size=3, num_heads=4, head_dim=16, max_length=5, dtype=torch.int8)
+    qkv[2, 1, 3, -1] = qkv[2, 1, 3].abs().max() * 1.5  # the largest element last (in the tail where there is one)
+    cache = KVCache(num_layers=1, batch_size=3, num_heads=4, head_dim=dim, max_length=5, dtype=torch.int8)
     store_int8(qkv[:, 1], cache.keys[0, :, :, 2], cache.key_scales[0, :, :, 2])  # a strided view, like the lean step's
     expected, scales = quantize_rows(qkv[:, 1])
     assert torch.equal(cache.keys[0, :, :, 2], expected) and torch.equal(cache.key_scales[0, :, :, 2], scales)
