@@ -27,6 +27,7 @@ import time
 
 import torch
 
+from speechkit.bench.bandwidth import read_gbps
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.infer.precision import KV_CACHES, PRECISIONS, apply_precision
 
@@ -54,19 +55,21 @@ def main() -> None:
               for b in batches}
     inputs = {b: torch.randn(b, 1, stack.d_model) for b in batches}
     for cache in caches.values():  # keys and values of a plausible scale (a zeroed cache attends uniformly)
-        if cache.quantized:
-            cache.keys.random_(-100, 100), cache.values.random_(-100, 100)
-            cache.key_scales.fill_(0.02), cache.value_scales.fill_(0.02)
-        else:
-            cache.keys.normal_(), cache.values.normal_()
+        if not cache.quantized:
+            cache.keys.normal_()
+            cache.values.normal_()
+            continue
+        cache.keys.random_(-100, 100)
+        cache.values.random_(-100, 100)
+        assert cache.key_scales is not None and cache.value_scales is not None
+        cache.key_scales.fill_(0.02)
+        cache.value_scales.fill_(0.02)
     probe = torch.ones(64_000_000)
     rounds: list[tuple[float, float, float]] = []  # (GB/s, batch-1 ms, batch-N ms)
     end = time.monotonic() + args.seconds
     with torch.inference_mode():
         while time.monotonic() < end or not rounds:
-            began = time.perf_counter()
-            probe.sum()
-            rate = probe.numel() * 4 / (time.perf_counter() - began) / 1e9
+            rate = read_gbps(probe)
             step_ms: dict[int, float] = {}
             for batch in batches if len(rounds) % 2 else batches[::-1]:
                 times = []

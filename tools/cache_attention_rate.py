@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from speechkit.bench.bandwidth import read_gbps
 from speechkit.infer.precision import KV_CACHES
 from speechkit.nn.decode_kernel import compiled_kernels, quantize_rows
 
@@ -76,9 +77,7 @@ def main() -> None:
     rates: list[float] = []
     attend(layers[0])  # first call: thread pool and pages
     for _ in range(args.rounds):
-        began = time.perf_counter()
-        probe.sum()
-        rates.append(probe.numel() * 4 / (time.perf_counter() - began) / 1e9)
+        rates.append(read_gbps(probe))
         times["read"].append(1000 * nbytes / (rates[-1] * 1e9))
         began = time.perf_counter()
         for layer in layers:

@@ -16,6 +16,13 @@ from speechkit.bench.timing import timed
 from speechkit.infer.precision import KV_CACHES
 
 
+def read_gbps(tensor: torch.Tensor) -> float:
+    """The rate one ``tensor.sum()`` reads at, GB/s (synchronised on CUDA): a quick probe of the
+    memory's rate at this moment, for measurements that take turns with it (the host's rate drifts)."""
+    seconds = timed(tensor.device, tensor.sum)[1]
+    return tensor.numel() * tensor.element_size() / seconds / 1e9
+
+
 def measure_bandwidth(device: torch.device, *, megabytes: int = 256, repeats: int = 5) -> dict[str, float]:
     """Best-of-``repeats`` streaming rates, GB/s, over a ``megabytes`` fp32 tensor (far beyond the caches).
 
@@ -26,14 +33,13 @@ def measure_bandwidth(device: torch.device, *, megabytes: int = 256, repeats: in
     numel = megabytes * 1_000_000 // 4
     source = torch.ones(numel, device=device)
     target = torch.empty_like(source)
-    copy_seconds = read_seconds = float("inf")
+    copy_seconds, read = float("inf"), 0.0
     with torch.inference_mode():
         for _ in range(repeats + 1):  # the first round warms the pages up
             copy_seconds = min(copy_seconds, timed(device, lambda: target.copy_(source))[1])
-            read_seconds = min(read_seconds, timed(device, lambda: source.sum())[1])
-    nbytes = numel * 4
-    copy_gbps, read_gbps = 2 * nbytes / copy_seconds / 1e9, nbytes / read_seconds / 1e9
-    return {"copy_gbps": copy_gbps, "read_gbps": read_gbps, "floor_gbps": max(copy_gbps, read_gbps)}
+            read = max(read, read_gbps(source))
+    copy_gbps = 2 * numel * 4 / copy_seconds / 1e9
+    return {"copy_gbps": copy_gbps, "read_gbps": read, "floor_gbps": max(copy_gbps, read)}
 
 
 def _layer_weight_bytes(module: nn.Module) -> int:

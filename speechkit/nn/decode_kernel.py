@@ -198,26 +198,34 @@ static inline __m512i dot_pairs(__m512i acc, __m512i a, __m512i b) {
 #endif
 }
 
+// x [0, n) -> out int16 in steps of max |x| / 32767 (1 for an all-zero x), rounded to nearest even
+// (16 at a time); returns the step. The query of the int8 scores and the weights of the int8 values.
+static inline float round_to_int16(const float* x, int64_t n, int16_t* out) {
+  __m512 tops = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) tops = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + i)), tops);
+  float top = _mm512_reduce_max_ps(tops);
+  for (; i < n; ++i) top = std::max(top, std::fabs(x[i]));
+  const float step = top > 0.f ? top / 32767.f : 1.f;
+  const __m512 divisor = _mm512_set1_ps(step);
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x + i), divisor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(v)));
+  }
+  for (; i < n; ++i) out[i] = static_cast<int16_t>(std::nearbyint(x[i] / step));
+  return step;
+}
+
 template <int NV>
 struct BlockQuery<int8_t, NV, true> {
   static constexpr int kPairs = NV / 2;  // 32 int16 elements per vector
   __m512i query[kPairs];
   float step;  // score = step * sum(query16 * key8)
   BlockQuery(const float* q, float scale) {
-    const __m512 factor = _mm512_set1_ps(scale);
-    __m512 scaled[NV], tops = _mm512_setzero_ps();
-    for (int i = 0; i < NV; ++i) {
-      scaled[i] = _mm512_mul_ps(_mm512_loadu_ps(q + 16 * i), factor);
-      tops = _mm512_max_ps(_mm512_abs_ps(scaled[i]), tops);
-    }
-    const float top = _mm512_reduce_max_ps(tops);
-    step = top > 0.f ? top / 32767.f : 1.f;
-    const __m512 divisor = _mm512_set1_ps(step);
+    alignas(64) float scaled[16 * NV];
+    for (int i = 0; i < NV; ++i) _mm512_store_ps(scaled + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(q + 16 * i), _mm512_set1_ps(scale)));
     alignas(64) int16_t rounded[16 * NV];
-    for (int i = 0; i < NV; ++i) {
-      const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(scaled[i], divisor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(rounded + 16 * i), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(v)));
-    }
+    step = round_to_int16(scaled, 16 * NV, rounded);
     for (int i = 0; i < kPairs; ++i) query[i] = _mm512_load_si512(rounded + 32 * i);
   }
   inline __m512i row_products(const int8_t* row) const {
@@ -254,29 +262,13 @@ template <int NV>
 static void weighted_int8_values(float* p, const float* v_scales, const int8_t* v, int64_t S, int64_t stride,
                                  float inv_total, float* out) {
   constexpr int kChunks = NV / 4, kAcc = 4 * kChunks;
-  __m512 top = _mm512_setzero_ps();
   int64_t s = 0;
-  for (; s + 16 <= S; s += 16) {
-    const __m512 w = _mm512_mul_ps(_mm512_loadu_ps(p + s), _mm512_loadu_ps(v_scales + s));
-    _mm512_storeu_ps(p + s, w);
-    top = _mm512_max_ps(top, w);
-  }
-  float largest = _mm512_reduce_max_ps(top);
-  for (; s < S; ++s) p[s] *= v_scales[s], largest = std::max(largest, p[s]);
-  if (!(largest > 0.f)) {
-    for (int d = 0; d < 16 * NV; ++d) out[d] = 0.f;
-    return;
-  }
-  const float step = largest / 32767.f, inv_step = 32767.f / largest;
+  for (; s + 16 <= S; s += 16) _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), _mm512_loadu_ps(v_scales + s)));
+  for (; s < S; ++s) p[s] *= v_scales[s];
   // rounded weights as int16, two per int32 (position 2i low, 2i + 1 high), a zero past S
   thread_local std::vector<int32_t> pairs;
   pairs.assign(static_cast<size_t>((S + 1) / 2 + 16), 0);
-  int16_t* w16 = reinterpret_cast<int16_t*>(pairs.data());
-  const __m512 scale = _mm512_set1_ps(inv_step);
-  for (s = 0; s + 16 <= S; s += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(w16 + s),
-                        _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(p + s), scale))));
-  for (; s < S; ++s) w16[s] = static_cast<int16_t>(std::nearbyint(p[s] * inv_step));
+  const float step = round_to_int16(p, S, reinterpret_cast<int16_t*>(pairs.data()));
   __m512 sums[kAcc];
   __m512i acc[kAcc];
   for (int j = 0; j < kAcc; ++j) sums[j] = _mm512_setzero_ps(), acc[j] = _mm512_setzero_si512();
