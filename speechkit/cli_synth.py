@@ -29,9 +29,10 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device of the LMs (default cpu)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                         help="linear layers of the LMs: fp32 (default), bf16, or int8 (CPU); see docs/performance.md")
-    parser.add_argument("--kv-cache", choices=["fp32", "bf16", "int8"], default="fp32",
-                        help="KV cache of AR decoding: fp32 (default), bf16 (half the bytes per step) or int8 "
-                             "(a quarter, one scale per position and head)")
+    parser.add_argument("--kv-cache", choices=["fp32", "bf16", "int8", "int4"], default="fp32",
+                        help="KV cache of AR decoding: fp32 (default), bf16 (half the bytes per step), int8 "
+                             "(a quarter, one scale per position and head) or int4 (an eighth; coarser, see "
+                             "docs/performance.md)")
     parser.add_argument("--compile", action="store_true",
                         help="run the NAR through torch.compile (fp32/bf16; the first sentence compiles it, "
                              "tens of seconds; worth it for many sentences)")

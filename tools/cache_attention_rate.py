@@ -35,14 +35,16 @@ from speechkit.nn.decode_kernel import compiled_kernels, quantize_rows
 
 def make_layers(kv_cache: str, layers: int, batch: int, heads: int, positions: int, head_dim: int,
                 seed: int = 0) -> list[tuple[torch.Tensor, ...]]:
-    """Per layer: keys and values [B, H, S, Dh] in the cache's dtype, and for int8 their scales [B, H, S]."""
+    """Per layer: keys and values [B, H, S, Dh] in the cache's dtype (int4: pairs [B, H, S, Dh / 2]),
+    and for int8 and int4 their scales [B, H, S]."""
     generator = torch.Generator().manual_seed(seed)
     made = []
     for _ in range(layers):
         keys = torch.randn(batch, heads, positions, head_dim, generator=generator)
         values = torch.randn(batch, heads, positions, head_dim, generator=generator)
-        if kv_cache == "int8":
-            (keys, key_scales), (values, value_scales) = quantize_rows(keys), quantize_rows(values)
+        if kv_cache in ("int8", "int4"):
+            bits = 8 if kv_cache == "int8" else 4
+            (keys, key_scales), (values, value_scales) = quantize_rows(keys, bits), quantize_rows(values, bits)
             made.append((keys, values, key_scales, value_scales))
         else:
             made.append((keys.to(KV_CACHES[kv_cache]), values.to(KV_CACHES[kv_cache])))

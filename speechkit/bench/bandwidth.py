@@ -70,9 +70,10 @@ def linear_weight_bytes(module: nn.Module) -> int:
 
 
 def kv_element_bytes(kv_cache: str, head_dim: int) -> float:
-    """Bytes per cached key/value element: the dtype's size, plus for ``int8`` its float32 scale
-    shared by the ``head_dim`` elements of a position and head."""
-    return KV_CACHES[kv_cache].itemsize + (4.0 / head_dim if kv_cache == "int8" else 0.0)
+    """Bytes per cached key/value element: the dtype's size (half a byte for ``int4``), plus for
+    ``int8`` and ``int4`` its float32 scale shared by the ``head_dim`` elements of a position and head."""
+    size = 0.5 if kv_cache == "int4" else KV_CACHES[kv_cache].itemsize
+    return size + (4.0 / head_dim if kv_cache in ("int8", "int4") else 0.0)
 
 
 def kv_cache_bytes(*, num_layers: int, d_model: int, positions: float, batch_size: int = 1, element_size: float = 4) -> float:

@@ -58,7 +58,7 @@ class InferConfig:
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
-            ``fp32``, ``bf16`` or ``int8`` AR cache; ``compile``: the NAR through ``torch.compile``;
+            ``fp32``, ``bf16``, ``int8`` or ``int4`` AR cache; ``compile``: the NAR through ``torch.compile``;
             ``ar_decoding``: options of the AR model's decoding set
             over its trained config, e.g. ``{advance_survival: 0.5}``).
         candidates, candidate_temperature, candidate_top_k, candidate_languages: best-of-N

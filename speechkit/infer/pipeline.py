@@ -66,8 +66,9 @@ class SynthesisOptions:
         precision: ``fp32``, ``bf16`` or ``int8`` (CPU) linear layers in the AR and NAR LMs
             (:func:`speechkit.infer.precision.apply_precision`; fp32 weights are pre-packed on
             CPU). Reduced precision is faster and changes outputs slightly (docs/performance.md).
-        kv_cache: ``fp32``, ``bf16`` or ``int8`` KV cache for AR decoding (bf16 halves the bytes
-            each step reads, int8 quarters them; docs/performance.md).
+        kv_cache: ``fp32``, ``bf16``, ``int8`` or ``int4`` KV cache for AR decoding (bf16 halves
+            the bytes each step reads, int8 quarters them, int4 takes an eighth with 15 levels per
+            element; docs/performance.md).
         compile: run the NAR's Transformer through ``torch.compile`` (fp32/bf16; the first
             synthesis compiles it, tens of seconds; :mod:`speechkit.infer.compiled`).
         ar_decoding: decoding options of the AR model set over its trained config (fields of

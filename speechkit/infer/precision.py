@@ -58,7 +58,10 @@ from speechkit.nn.transformer import TransformerStack
 Precision = Literal["fp32", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 #: KV-cache precisions of AR decoding -> the cache's dtype.
-KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8}
+#: ``int4``: 4-bit levels with a scale per position and head, two per byte (``torch.quint4x2`` names it
+#: to :class:`~speechkit.nn.attention.KVCache`).
+KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8,
+                                     "int4": torch.quint4x2}
 
 
 def onednn_packing_available() -> bool:
@@ -231,8 +234,8 @@ def apply_precision(
         module: an LM in eval mode, on its final device (packing and quantisation are per device).
         precision: ``fp32``, ``bf16`` or ``int8`` (int8: CPU only).
         pack: pre-pack CPU weights for oneDNN (fp32/bf16; ignored where unavailable).
-        kv_cache: ``fp32``, ``bf16`` or ``int8``, the dtype of the KV cache an AR model decodes with
-            (set as ``module.kv_cache_dtype``; models without a cache ignore it).
+        kv_cache: ``fp32``, ``bf16``, ``int8`` or ``int4``, the precision of the KV cache an AR model
+            decodes with (set as ``module.kv_cache_dtype``; models without a cache ignore it).
         fused_step: with packing on CPU, keep the weights of the decoder stacks' linear layers
             (and the AR head) as fp32, bf16 or int8 stream blocks for the fused decoding step
             (:mod:`speechkit.nn.fused_decode`; at paper size, batch 1, ~1.7x (fp32) and ~2.5x

@@ -15,7 +15,7 @@ from speechkit.nn.decode_kernel import (
     decode_kernel_available,
     dequantize_rows,
     quantize_rows,
-    store_int8,
+    store_quantized,
 )
 from speechkit.nn.huge_pages import huge_page_zeros
 
@@ -27,9 +27,12 @@ class KVCache:
 
     Shapes: ``keys``/``values`` [num_layers, B, H, max_length, Dh] in ``dtype`` (float32,
     bfloat16, or int8 with one scale per position and head in ``key_scales``/``value_scales``
-    FloatTensor[num_layers, B, H, max_length]); ``length`` is the number of positions written so
-    far (shared by the batch: sequences are aligned so that they write at the same index; padding
-    is excluded with ``key_valid``, BoolTensor[B, max_length]).
+    FloatTensor[num_layers, B, H, max_length]); ``dtype=torch.quint4x2`` asks for int4: 4-bit
+    levels -7..7 with the same scales, stored two per byte as ByteTensor[num_layers, B, H,
+    max_length, Dh / 2] (the layout of :func:`~speechkit.nn.decode_kernel.quantize_rows` with
+    bits 4; Dh even). ``length`` is the number of positions written so far (shared by the batch:
+    sequences are aligned so that they write at the same index; padding is excluded with
+    ``key_valid``, BoolTensor[B, max_length]).
     """
 
     def __init__(
@@ -43,12 +46,18 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.int8):
-            raise ValueError(f"KV cache dtype must be float32, bfloat16, float16 or int8, got {dtype}")
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.int8, torch.quint4x2):
+            raise ValueError(f"KV cache dtype must be float32, bfloat16, float16, int8 or quint4x2 (int4), got {dtype}")
+        #: bits per quantised element: 8 (int8), 4 (int4 pairs), 0 (a float cache)
+        self.bits = {torch.int8: 8, torch.quint4x2: 4}.get(dtype, 0)
+        if self.bits == 4 and head_dim % 2:
+            raise ValueError(f"an int4 KV cache needs an even head size, got {head_dim}; use int8")
         shape = (num_layers, batch_size, num_heads, max_length, head_dim)
-        self.keys = huge_page_zeros(shape, dtype, device)  # every step streams the cache: huge pages on CPU
-        self.values = huge_page_zeros(shape, dtype, device)
-        self.quantized = dtype == torch.int8
+        stored = shape[:-1] + (head_dim // 2,) if self.bits == 4 else shape
+        storage = torch.uint8 if self.bits == 4 else dtype
+        self.keys = huge_page_zeros(stored, storage, device)  # every step streams the cache: huge pages on CPU
+        self.values = huge_page_zeros(stored, storage, device)
+        self.quantized = self.bits > 0
         self.key_scales: torch.Tensor | None = None
         self.value_scales: torch.Tensor | None = None
         if self.quantized:
@@ -62,14 +71,14 @@ class KVCache:
         self.step_runner: object | None = None
 
     def store(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> int:
-        """Store keys/values FloatTensor[B, H, N, Dh] at ``start`` (quantised for an int8 cache);
-        return ``start + N``."""
+        """Store keys/values FloatTensor[B, H, N, Dh] at ``start`` (quantised for an int8 or int4
+        cache); return ``start + N``."""
         end = start + keys.shape[2]
         if end > self.max_length:
             raise RuntimeError(f"KV cache overflow: writing up to {end} of {self.max_length} positions")
         if self.quantized:
-            keys, key_scales = quantize_rows(keys)
-            values, value_scales = quantize_rows(values)
+            keys, key_scales = quantize_rows(keys, self.bits)
+            values, value_scales = quantize_rows(values, self.bits)
             self.key_scales[layer, :, :, start:end].copy_(key_scales)  # type: ignore[index]
             self.value_scales[layer, :, :, start:end].copy_(value_scales)  # type: ignore[index]
         self.keys[layer, :, :, start:end].copy_(keys)
@@ -77,13 +86,14 @@ class KVCache:
         return end
 
     def store_position(self, layer: int, keys: torch.Tensor, values: torch.Tensor, position: int) -> None:
-        """Store one decoding step's keys/values FloatTensor[B, H, Dh] at ``position`` (an int8
-        cache rounds them with :func:`~speechkit.nn.decode_kernel.store_int8`, as :meth:`store` does)."""
+        """Store one decoding step's keys/values FloatTensor[B, H, Dh] at ``position`` (an int8 or
+        int4 cache rounds them with :func:`~speechkit.nn.decode_kernel.store_quantized`, as
+        :meth:`store` does)."""
         if position >= self.max_length:
             raise RuntimeError(f"KV cache overflow: writing up to {position + 1} of {self.max_length} positions")
         if self.quantized:
-            store_int8(keys, self.keys[layer, :, :, position], self.key_scales[layer, :, :, position])  # type: ignore[index]
-            store_int8(values, self.values[layer, :, :, position], self.value_scales[layer, :, :, position])  # type: ignore[index]
+            store_quantized(keys, self.keys[layer, :, :, position], self.key_scales[layer, :, :, position])  # type: ignore[index]
+            store_quantized(values, self.values[layer, :, :, position], self.value_scales[layer, :, :, position])  # type: ignore[index]
         else:
             self.keys[layer, :, :, position].copy_(keys)
             self.values[layer, :, :, position].copy_(values)
@@ -94,7 +104,7 @@ class KVCache:
         if self.quantized:
             assert self.key_scales is not None and self.value_scales is not None
             for rows, store, scales in ((keys, self.keys, self.key_scales), (values, self.values, self.value_scales)):
-                quantized, row_scales = quantize_rows(rows)
+                quantized, row_scales = quantize_rows(rows, self.bits)
                 store[layer].index_copy_(2, index, quantized.unsqueeze(2))
                 scales[layer].index_copy_(2, index, row_scales.unsqueeze(2))
         else:
@@ -103,7 +113,7 @@ class KVCache:
 
     def read(self, layer: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """This layer's keys/values of positions [0, end) as [B, H, end, Dh] in ``dtype``: views
-        where the cache holds that dtype, else cast or (int8) dequantised copies."""
+        where the cache holds that dtype, else cast or (int8, int4) dequantised copies."""
         if self.quantized:
             return self.dequantized(layer, end, dtype)
         return self.keys[layer, :, :, :end].to(dtype), self.values[layer, :, :, :end].to(dtype)
@@ -124,14 +134,14 @@ class KVCache:
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Store keys/values FloatTensor[B, H, N, Dh] at ``start``; return positions [0, start+N):
-        views of the cache, or for an int8 cache dequantised float32 copies."""
+        views of the cache, or for an int8 or int4 cache dequantised float32 copies."""
         end = self.store(layer, keys, values, start)
         if self.quantized:
             return self.dequantized(layer, end)
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
     def dequantized(self, layer: int, end: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """An int8 cache's keys/values of positions [0, end) as [B, H, end, Dh] in ``dtype``."""
+        """An int8 or int4 cache's keys/values of positions [0, end) as [B, H, end, Dh] in ``dtype``."""
         assert self.key_scales is not None and self.value_scales is not None
         keys = dequantize_rows(self.keys[layer, :, :, :end], self.key_scales[layer, :, :, :end], dtype)
         values = dequantize_rows(self.values[layer, :, :, :end], self.value_scales[layer, :, :, :end], dtype)
@@ -207,7 +217,8 @@ def decode_step_attention(
     value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """A decoding step's attention on CPU: query FloatTensor[B, H, 1, Dh], key/value [B, H, S, Dh]
-    (views of the cache, float32, bfloat16, or int8 with their scales FloatTensor[B, H, S]), mask
+    (views of the cache, float32, bfloat16, or int8 / int4 pairs [B, H, S, Dh / 2] with their
+    scales FloatTensor[B, H, S]), mask
     BoolTensor[B, 1, 1, S] (the cache's :meth:`KVCache.step_mask`) or None -> FloatTensor[B, H, 1, Dh].
 
     Uses the compiled kernel of :mod:`speechkit.nn.decode_kernel` where it is available (it reads

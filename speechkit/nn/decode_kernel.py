@@ -216,16 +216,39 @@ static inline float round_to_int16(const float* x, int64_t n, int16_t* out) {
   return step;
 }
 
+// The query of one (sequence, head), D elements, times the softmax scale, rounded to int16 (see
+// round_to_int16); returns the step. Shared by the int8 and int4 keys.
+static inline float rounded_query(const float* q, float scale, int64_t D, int16_t* rounded) {
+  alignas(64) float scaled[128];
+  for (int64_t i = 0; i < D; i += 16) _mm512_store_ps(scaled + i, _mm512_mul_ps(_mm512_loadu_ps(q + i), _mm512_set1_ps(scale)));
+  return round_to_int16(scaled, D, rounded);
+}
+
+// score and scores16 of integer keys from Keys::row_products (int32 lanes whose sum times the
+// query's step is the score)
+template <typename Keys, typename T>
+struct IntegerScores {
+  inline float score(const T* row) const {
+    const Keys& keys = static_cast<const Keys&>(*this);
+    return static_cast<float>(_mm512_reduce_add_epi32(keys.row_products(row))) * keys.step;
+  }
+  inline __m512 scores16(const T* k, int64_t stride) const {
+    const Keys& keys = static_cast<const Keys&>(*this);
+    __m512 acc[16];
+    for (int r = 0; r < 16; ++r) acc[r] = _mm512_castsi512_ps(keys.row_products(k + r * stride));
+    const __m512i sums = _mm512_castps_si512(sum_lanes16(acc, add_int32s));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(keys.step));
+  }
+};
+
 template <int NV>
-struct BlockQuery<int8_t, NV, true> {
+struct BlockQuery<int8_t, NV, true> : IntegerScores<BlockQuery<int8_t, NV, true>, int8_t> {
   static constexpr int kPairs = NV / 2;  // 32 int16 elements per vector
   __m512i query[kPairs];
   float step;  // score = step * sum(query16 * key8)
   BlockQuery(const float* q, float scale) {
-    alignas(64) float scaled[16 * NV];
-    for (int i = 0; i < NV; ++i) _mm512_store_ps(scaled + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(q + 16 * i), _mm512_set1_ps(scale)));
     alignas(64) int16_t rounded[16 * NV];
-    step = round_to_int16(scaled, 16 * NV, rounded);
+    step = rounded_query(q, scale, 16 * NV, rounded);
     for (int i = 0; i < kPairs; ++i) query[i] = _mm512_load_si512(rounded + 32 * i);
   }
   inline __m512i row_products(const int8_t* row) const {
@@ -234,34 +257,102 @@ struct BlockQuery<int8_t, NV, true> {
       a = dot_pairs(a, _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * i))), query[i]);
     return a;
   }
-  inline float score(const int8_t* row) const {
-    return static_cast<float>(_mm512_reduce_add_epi32(row_products(row))) * step;
+};
+
+// An int4 row: D / 2 bytes, byte j holding element j in its low nibble and element j + D/2 in its
+// high one (two's complement, -7..7). 32 bytes widened to int16 -> their low and high nibbles,
+// sign-extended (<< 12 then >> 12; >> 4).
+static inline __m512i low_nibbles(__m512i widened) { return _mm512_srai_epi16(_mm512_slli_epi16(widened, 12), 12); }
+static inline __m512i high_nibbles(__m512i widened) { return _mm512_srai_epi16(widened, 4); }
+static inline __m512i widen32(const uint8_t* p) {
+  return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// int4 keys, D a multiple of 64: the query rounded to int16 as for int8 keys; each 32 bytes of a
+// row (64 elements) take 5 instructions (widen, 3 shifts, 2 vpdpwssd less the shared ones).
+template <int NV>
+struct BlockQuery<uint8_t, NV, true> : IntegerScores<BlockQuery<uint8_t, NV, true>, uint8_t> {
+  static constexpr int kChunks = NV / 4;  // 32 bytes = 64 elements
+  __m512i low[kChunks], high[kChunks];    // the query's elements of the low and of the high nibbles
+  float step;
+  BlockQuery(const float* q, float scale) {
+    alignas(64) int16_t rounded[16 * NV];
+    step = rounded_query(q, scale, 16 * NV, rounded);
+    for (int c = 0; c < kChunks; ++c) {
+      low[c] = _mm512_load_si512(rounded + 32 * c);
+      high[c] = _mm512_load_si512(rounded + 8 * NV + 32 * c);
+    }
   }
-  inline __m512 scores16(const int8_t* k, int64_t stride) const {
-    __m512 acc[16];
-    for (int r = 0; r < 16; ++r) acc[r] = _mm512_castsi512_ps(row_products(k + r * stride));
-    const __m512i sums = _mm512_castps_si512(sum_lanes16(acc, add_int32s));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(sums), _mm512_set1_ps(step));
+  inline __m512i row_products(const uint8_t* row) const {
+    __m512i a = _mm512_setzero_si512();
+    for (int c = 0; c < kChunks; ++c) {
+      const __m512i widened = widen32(row + 32 * c);
+      a = dot_pairs(a, low_nibbles(widened), low[c]);
+      a = dot_pairs(a, high_nibbles(widened), high[c]);
+    }
+    return a;
   }
 };
 #endif
 
 #if defined(__AVX512BW__)
-// The weighted sum of int8 value rows, D = 16 * NV with NV a multiple of 4 (rows of 64-byte
-// vectors): out[d] = sum_s p[s] * value_scales[s] * v[s, d] / total. The weights w = p * scale are
-// rounded to int16 in steps of max w / 32767 (an error below 2e-5 of the largest weight per
-// position, inside the values' own int8 rounding); two positions at a time, their rows' bytes
-// interleaved into (v[s, d], v[s+1, d]) int16 pairs, are multiplied by the pair of weights with one
-// vpdpwssd per 32 elements (15 instructions per 64 elements of 2 positions instead of 26 in
-// floats). The int32 sums are moved to floats every kFlush positions, before they could overflow
-// (kFlush * 32767 * 127 < 2^31). The unpacking permutes the elements; they are put back in order
-// at the end.
+// The weighted sum of int8 or int4 value rows, D = 16 * NV with NV a multiple of 4:
+// out[d] = sum_s p[s] * value_scales[s] * v[s, d] / total. The weights w = p * scale are rounded
+// to int16 in steps of max w / 32767 (an error below 2e-5 of the largest weight per position,
+// inside the values' own rounding); two positions at a time, their rows' bytes interleaved into
+// (v[s, d], v[s+1, d]) int16 pairs, are multiplied by the pair of weights with one vpdpwssd per 32
+// elements (int8: 15 instructions per 64 elements of 2 positions instead of 26 in floats). The
+// int32 sums are moved to floats every kFlush positions, before they could overflow
+// (kFlush * 32767 * 127 < 2^31). The unpacking permutes the elements; Rows::element puts them back.
 constexpr int64_t kFlush = 512;
 
-template <int NV>
-static void weighted_int8_values(float* p, const float* v_scales, const int8_t* v, int64_t S, int64_t stride,
-                                 float inv_total, float* out) {
-  constexpr int kChunks = NV / 4, kAcc = 4 * kChunks;
+// int8 rows: 64 bytes (elements) per chunk, 4 accumulators of 16 element pairs each
+struct Int8Rows {
+  using T = int8_t;
+  template <int NV>
+  static inline void accumulate(__m512i* acc, const int8_t* row0, const int8_t* row1, __m512i weights) {
+    for (int c = 0; c < NV / 4; ++c) {
+      const __m512i a = _mm512_loadu_si512(row0 + 64 * c);
+      const __m512i b = row1 != nullptr ? _mm512_loadu_si512(row1 + 64 * c) : _mm512_setzero_si512();
+      const __m512i low = _mm512_unpacklo_epi8(a, b), high = _mm512_unpackhi_epi8(a, b);
+      acc[4 * c] = dot_pairs(acc[4 * c], _mm512_cvtepi8_epi16(_mm512_castsi512_si256(low)), weights);
+      acc[4 * c + 1] = dot_pairs(acc[4 * c + 1], _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(low, 1)), weights);
+      acc[4 * c + 2] = dot_pairs(acc[4 * c + 2], _mm512_cvtepi8_epi16(_mm512_castsi512_si256(high)), weights);
+      acc[4 * c + 3] = dot_pairs(acc[4 * c + 3], _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(high, 1)), weights);
+    }
+  }
+  // lane i of accumulator 4c + j holds element 64c + 32 (j & 1) + 8 (j >> 1) + 16 (i / 8) + i % 8
+  static inline int64_t element(int c, int j, int i, int64_t) { return 64 * c + 32 * (j & 1) + 8 * (j >> 1) + 16 * (i / 8) + i % 8; }
+};
+
+// int4 rows (see low_nibbles): 32 bytes (64 elements) per chunk, 4 accumulators of 16 element pairs
+struct Int4Rows {
+  using T = uint8_t;
+  template <int NV>
+  static inline void accumulate(__m512i* acc, const uint8_t* row0, const uint8_t* row1, __m512i weights) {
+    for (int c = 0; c < NV / 4; ++c) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row0 + 32 * c));
+      const __m256i b = row1 != nullptr ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row1 + 32 * c))
+                                        : _mm256_setzero_si256();
+      const __m512i first = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(a, b));
+      const __m512i second = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(a, b));
+      acc[4 * c] = dot_pairs(acc[4 * c], low_nibbles(first), weights);
+      acc[4 * c + 1] = dot_pairs(acc[4 * c + 1], high_nibbles(first), weights);
+      acc[4 * c + 2] = dot_pairs(acc[4 * c + 2], low_nibbles(second), weights);
+      acc[4 * c + 3] = dot_pairs(acc[4 * c + 3], high_nibbles(second), weights);
+    }
+  }
+  // lane i of accumulator 4c + j: byte 32c + k of the rows, k = 8 (j >> 1) + i + 8 (i / 8) (the
+  // 128-bit halves of the byte unpacking), its low nibble (even j: element 32c + k) or its high one
+  // (odd j: element D/2 + 32c + k)
+  static inline int64_t element(int c, int j, int i, int64_t D) {
+    return (j & 1) * (D / 2) + 32 * c + 8 * (j >> 1) + i + 8 * (i / 8);
+  }
+};
+
+template <typename Rows, int NV>
+static void weighted_quantized_values(float* p, const float* v_scales, const typename Rows::T* v, int64_t S,
+                                      int64_t stride, float inv_total, float* out) {
   int64_t s = 0;
   for (; s + 16 <= S; s += 16) _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), _mm512_loadu_ps(v_scales + s)));
   for (; s < S; ++s) p[s] *= v_scales[s];
@@ -269,37 +360,25 @@ static void weighted_int8_values(float* p, const float* v_scales, const int8_t* 
   thread_local std::vector<int32_t> pairs;
   pairs.assign(static_cast<size_t>((S + 1) / 2 + 16), 0);
   const float step = round_to_int16(p, S, reinterpret_cast<int16_t*>(pairs.data()));
-  __m512 sums[kAcc];
-  __m512i acc[kAcc];
-  for (int j = 0; j < kAcc; ++j) sums[j] = _mm512_setzero_ps(), acc[j] = _mm512_setzero_si512();
-  const __m512i zero_row = _mm512_setzero_si512();
+  __m512 sums[NV];
+  __m512i acc[NV];
+  for (int j = 0; j < NV; ++j) sums[j] = _mm512_setzero_ps(), acc[j] = _mm512_setzero_si512();
   for (int64_t s0 = 0; s0 < S; s0 += kFlush) {
     const int64_t s1 = std::min(S, s0 + kFlush);
     for (s = s0; s < s1; s += 2) {
       const int32_t pair = pairs[s / 2];
       if (pair == 0) continue;  // masked (or negligible) positions: their values are not read
-      const __m512i weights = _mm512_set1_epi32(pair);
-      const int8_t* row0 = v + s * stride;
-      const int8_t* row1 = row0 + stride;
-      for (int c = 0; c < kChunks; ++c) {
-        const __m512i a = _mm512_loadu_si512(row0 + 64 * c);
-        const __m512i b = s + 1 < S ? _mm512_loadu_si512(row1 + 64 * c) : zero_row;
-        const __m512i low = _mm512_unpacklo_epi8(a, b), high = _mm512_unpackhi_epi8(a, b);
-        acc[4 * c] = dot_pairs(acc[4 * c], _mm512_cvtepi8_epi16(_mm512_castsi512_si256(low)), weights);
-        acc[4 * c + 1] = dot_pairs(acc[4 * c + 1], _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(low, 1)), weights);
-        acc[4 * c + 2] = dot_pairs(acc[4 * c + 2], _mm512_cvtepi8_epi16(_mm512_castsi512_si256(high)), weights);
-        acc[4 * c + 3] = dot_pairs(acc[4 * c + 3], _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(high, 1)), weights);
-      }
+      const auto* row0 = v + s * stride;
+      Rows::template accumulate<NV>(acc, row0, s + 1 < S ? row0 + stride : nullptr, _mm512_set1_epi32(pair));
     }
-    for (int j = 0; j < kAcc; ++j) sums[j] = _mm512_add_ps(sums[j], _mm512_cvtepi32_ps(acc[j])), acc[j] = _mm512_setzero_si512();
+    for (int j = 0; j < NV; ++j) sums[j] = _mm512_add_ps(sums[j], _mm512_cvtepi32_ps(acc[j])), acc[j] = _mm512_setzero_si512();
   }
-  // lane i of accumulator 4c + j holds element 64c + 32 (j & 1) + 8 (j >> 1) + 16 (i / 8) + i % 8
   alignas(64) float lanes[16];
   const __m512 factor = _mm512_set1_ps(step * inv_total);
-  for (int c = 0; c < kChunks; ++c)
+  for (int c = 0; c < NV / 4; ++c)
     for (int j = 0; j < 4; ++j) {
       _mm512_store_ps(lanes, _mm512_mul_ps(sums[4 * c + j], factor));
-      for (int i = 0; i < 16; ++i) out[64 * c + 32 * (j & 1) + 8 * (j >> 1) + 16 * (i / 8) + i % 8] = lanes[i];
+      for (int i = 0; i < 16; ++i) out[Rows::element(c, j, i, 16 * NV)] = lanes[i];
     }
 }
 #endif
@@ -312,7 +391,7 @@ static void attend_blocked(const float* q, const T* k, const T* v, const bool* v
                            float* out, float* scores) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
 #if defined(__AVX512BW__)
-  const BlockQuery<T, NV, std::is_same<T, int8_t>::value && NV % 2 == 0> query(q, scale);
+  const BlockQuery<T, NV, (std::is_same<T, int8_t>::value && NV % 2 == 0) || std::is_same<T, uint8_t>::value> query(q, scale);
 #else
   const BlockQuery<T, NV> query(q, scale);
 #endif
@@ -362,29 +441,44 @@ static void attend_blocked(const float* q, const T* k, const T* v, const bool* v
   }
 #if defined(__AVX512BW__)
   if constexpr (std::is_same<T, int8_t>::value && NV % 4 == 0) {
-    return weighted_int8_values<NV>(scores, v_scales, v, S, v_stride, 1.f / total, out);
-  }
+    return weighted_quantized_values<Int8Rows, NV>(scores, v_scales, v, S, v_stride, 1.f / total, out);
+  } else if constexpr (std::is_same<T, uint8_t>::value) {
+    return weighted_quantized_values<Int4Rows, NV>(scores, v_scales, v, S, v_stride, 1.f / total, out);
+  } else
 #endif
-  __m512 acc[NV];
-  for (int i = 0; i < NV; ++i) acc[i] = _mm512_setzero_ps();
-  for (s = 0; s < S; ++s) {
-    const float p = scores[s] * (v_scales == nullptr ? 1.f : v_scales[s]);
-    if (p == 0.f) continue;  // masked (or negligible) positions: their values are not read
-    const __m512 weight = _mm512_set1_ps(p);
-    const T* row = v + s * v_stride;
-    for (int i = 0; i < NV; ++i) acc[i] = _mm512_fmadd_ps(weight, load16(row + 16 * i), acc[i]);
+  {
+    __m512 acc[NV];
+    for (int i = 0; i < NV; ++i) acc[i] = _mm512_setzero_ps();
+    for (s = 0; s < S; ++s) {
+      const float p = scores[s] * (v_scales == nullptr ? 1.f : v_scales[s]);
+      if (p == 0.f) continue;  // masked (or negligible) positions: their values are not read
+      const __m512 weight = _mm512_set1_ps(p);
+      const T* row = v + s * v_stride;
+      for (int i = 0; i < NV; ++i) acc[i] = _mm512_fmadd_ps(weight, load16(row + 16 * i), acc[i]);
+    }
+    const __m512 inv = _mm512_set1_ps(1.f / total);
+    for (int i = 0; i < NV; ++i) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(acc[i], inv));
   }
-  const __m512 inv = _mm512_set1_ps(1.f / total);
-  for (int i = 0; i < NV; ++i) _mm512_storeu_ps(out + 16 * i, _mm512_mul_ps(acc[i], inv));
 }
 #endif
 
+// Whether an int4 cache of head size D is attended here: AVX512-BW compiled in, D 64 or 128 (the
+// callers check before they attend; elsewhere the cache is dequantised for torch's attention).
+static bool int4_attention_supported(int64_t D) {
+#if defined(__AVX512BW__)
+  return D == 64 || D == 128;
+#else
+  (void)D;
+  return false;
+#endif
+}
+
 // The blocked kernel for head sizes 16..128 (multiples of 16) where AVX-512 is compiled in; the
-// scalar loops otherwise.
+// scalar loops otherwise (float32, bfloat16 and int8 caches).
 template <typename T>
-static void attend(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
-                   const float* v_scales, int64_t S, int64_t D, int64_t k_stride, int64_t v_stride, float scale,
-                   float* out, float* scores) {
+static void attend_any(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
+                       const float* v_scales, int64_t S, int64_t D, int64_t k_stride, int64_t v_stride, float scale,
+                       float* out, float* scores) {
 #if defined(__AVX512F__)
   if (D % 16 == 0) {
     switch (D / 16) {
@@ -401,6 +495,26 @@ static void attend(const float* q, const T* k, const T* v, const bool* valid, co
   }
 #endif
   attend_one<T>(q, k, v, valid, k_scales, v_scales, S, D, k_stride, v_stride, scale, out, scores);
+}
+
+// One (sequence, head): attend_any, or for an int4 cache (T = uint8_t, rows packed as for
+// low_nibbles) the blocked kernel, where int4_attention_supported(D).
+template <typename T>
+static void attend(const float* q, const T* k, const T* v, const bool* valid, const float* k_scales,
+                   const float* v_scales, int64_t S, int64_t D, int64_t k_stride, int64_t v_stride, float scale,
+                   float* out, float* scores) {
+  if constexpr (std::is_same<T, uint8_t>::value) {
+#if defined(__AVX512BW__)
+    if (D == 64) return attend_blocked<uint8_t, 4>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+    if (D == 128) return attend_blocked<uint8_t, 8>(q, k, v, valid, k_scales, v_scales, S, k_stride, v_stride, scale, out, scores);
+#endif
+    (void)q, (void)k, (void)v, (void)valid, (void)k_scales, (void)v_scales, (void)S, (void)k_stride, (void)v_stride, (void)scale;
+    for (int64_t d = 0; d < D; ++d) out[d] = std::numeric_limits<float>::quiet_NaN();  // not reached (see above)
+    (void)scores;
+    return;
+  } else {
+    attend_any(q, k, v, valid, k_scales, v_scales, S, D, k_stride, v_stride, scale, out, scores);
+  }
 }
 
 template <typename T>
@@ -431,7 +545,7 @@ static void run(const torch::Tensor& q, const torch::Tensor& k, const torch::Ten
 }
 
 static void check_scales(const c10::optional<torch::Tensor>& scales, const torch::Tensor& k) {
-  TORCH_CHECK(scales.has_value(), "an int8 cache needs key and value scales");
+  TORCH_CHECK(scales.has_value(), "an int8 or int4 cache needs key and value scales");
   TORCH_CHECK(scales->dim() == 3 && scales->size(0) == k.size(0) && scales->size(1) == k.size(1) &&
               scales->size(2) == k.size(2) && scales->stride(2) == 1 && scales->scalar_type() == torch::kFloat,
               "scales must be FloatTensor[B, H, S] with a contiguous last dimension");
@@ -441,7 +555,8 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
                                c10::optional<torch::Tensor> k_scales, c10::optional<torch::Tensor> v_scales) {
   TORCH_CHECK(q.dim() == 4 && q.size(2) == 1, "query must be [B, H, 1, Dh]");
   TORCH_CHECK(k.dim() == 4 && v.sizes() == k.sizes(), "keys and values must be [B, H, S, Dh]");
-  TORCH_CHECK(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), "shapes disagree");
+  const bool int4 = k.scalar_type() == torch::kByte;  // int4 pairs: [B, H, S, Dh / 2] bytes
+  TORCH_CHECK(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) * (int4 ? 2 : 1) == q.size(3), "shapes disagree");
   TORCH_CHECK(k.stride(3) == 1 && v.stride(3) == 1, "the head dimension must be contiguous");
   TORCH_CHECK(k.scalar_type() == v.scalar_type(), "keys and values must share a dtype");
   TORCH_CHECK(q.scalar_type() == torch::kFloat, "query must be float32");
@@ -456,8 +571,13 @@ torch::Tensor decode_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v
   } else if (k.scalar_type() == torch::kBFloat16) {
     run<uint16_t>(q, k, v, valid, k_scales, v_scales, out, reinterpret_cast<const uint16_t*>(k.data_ptr<at::BFloat16>()),
                   reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()));
+  } else if (int4) {
+    TORCH_CHECK(int4_attention_supported(q.size(3)), "an int4 cache is attended here only with head size 64 or 128 and AVX512-BW");
+    check_scales(k_scales, k);
+    check_scales(v_scales, v);
+    run<uint8_t>(q, k, v, valid, k_scales, v_scales, out, k.data_ptr<uint8_t>(), v.data_ptr<uint8_t>());
   } else {
-    TORCH_CHECK(k.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
+    TORCH_CHECK(k.scalar_type() == torch::kChar, "the cache must be float32, bfloat16, int8 or int4 (uint8 pairs)");
     check_scales(k_scales, k);
     check_scales(v_scales, v);
     run<int8_t>(q, k, v, valid, k_scales, v_scales, out, k.data_ptr<int8_t>(), v.data_ptr<int8_t>());
@@ -496,27 +616,61 @@ static float quantize_row(const float* row, int8_t* out, int64_t D) {
   return scale;
 }
 
-// An int8 cache's write of one position: rows src [B, H, D] (float32, any strides with a contiguous
-// last dimension) -> dst [B, H, D] int8 and scales [B, H]: scale = max |x| / 127 (1 for an all-zero
-// row), dst = round-half-even(x / scale) clamped to [-127, 127] (as quantize_rows).
-void store_int8(torch::Tensor src, torch::Tensor dst, torch::Tensor scales) {
-  TORCH_CHECK(src.dim() == 3 && dst.sizes() == src.sizes(), "src and dst must be [B, H, D] alike");
+// One row of D floats (D even) -> int4 pairs: byte j = q[j] (low nibble) | q[j + D/2] (high nibble),
+// q = round-half-even(x / scale) clamped to [-7, 7], two's complement; returns the scale, max |x| / 7
+// (1 for an all-zero row), as quantize_rows(bits=4) computes it.
+static float quantize_row4(const float* row, uint8_t* out, int64_t D) {
+  float top = 0.f;
+  for (int64_t d = 0; d < D; ++d) top = std::max(top, std::fabs(row[d]));
+  float scale = top / 7.0f;
+  if (!(scale > 0.f)) scale = 1.f;
+  const int64_t half = D / 2;
+  int64_t j = 0;
+#if defined(__AVX512F__)
+  const __m512 divisor = _mm512_set1_ps(scale), low = _mm512_set1_ps(-7.f), high = _mm512_set1_ps(7.f);
+  const auto level = [&](const float* x) {
+    const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(x), divisor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvtps_epi32(_mm512_min_ps(high, _mm512_max_ps(v, low)));
+  };
+  for (; j + 16 <= half; j += 16) {
+    const __m512i bytes = _mm512_or_si512(_mm512_and_si512(level(row + j), _mm512_set1_epi32(15)),
+                                          _mm512_slli_epi32(level(row + half + j), 4));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + j), _mm512_cvtepi32_epi8(bytes));  // the low 8 bits of each
+  }
+#endif
+  for (; j < half; ++j) {
+    const int lo = static_cast<int>(std::min(7.f, std::max(-7.f, std::nearbyint(row[j] / scale))));
+    const int hi = static_cast<int>(std::min(7.f, std::max(-7.f, std::nearbyint(row[half + j] / scale))));
+    out[j] = static_cast<uint8_t>((lo & 15) | ((hi & 15) << 4));
+  }
+  return scale;
+}
+
+// A quantised cache's write of one position: rows src [B, H, D] (float32, any strides with a
+// contiguous last dimension) -> dst, and scales [B, H]: an int8 dst [B, H, D] as quantize_row, an
+// int4 dst (uint8 pairs [B, H, D / 2]) as quantize_row4 (both as quantize_rows).
+void store_quantized(torch::Tensor src, torch::Tensor dst, torch::Tensor scales) {
+  const bool int4 = dst.scalar_type() == torch::kByte;
+  TORCH_CHECK(src.dim() == 3 && dst.dim() == 3 && dst.size(0) == src.size(0) && dst.size(1) == src.size(1) &&
+              dst.size(2) * (int4 ? 2 : 1) == src.size(2), "src [B, H, D] and dst [B, H, D] (int8) or [B, H, D / 2] (int4) must agree");
   TORCH_CHECK(scales.dim() == 2 && scales.size(0) == src.size(0) && scales.size(1) == src.size(1), "scales must be [B, H]");
-  TORCH_CHECK(src.scalar_type() == torch::kFloat && dst.scalar_type() == torch::kChar && scales.scalar_type() == torch::kFloat,
-              "src float32, dst int8, scales float32");
+  TORCH_CHECK(src.scalar_type() == torch::kFloat && (int4 || dst.scalar_type() == torch::kChar) && scales.scalar_type() == torch::kFloat,
+              "src float32, dst int8 or uint8 (int4 pairs), scales float32");
   TORCH_CHECK(src.stride(2) == 1 && dst.stride(2) == 1, "the last dimension must be contiguous");
   const int64_t B = src.size(0), H = src.size(1), D = src.size(2);
   const float* x = src.data_ptr<float>();
-  int8_t* q = dst.data_ptr<int8_t>();
   float* sc = scales.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       const float* row = x + b * src.stride(0) + h * src.stride(1);
-      int8_t* out = q + b * dst.stride(0) + h * dst.stride(1);
-      sc[b * scales.stride(0) + h * scales.stride(1)] = quantize_row(row, out, D);
+      const int64_t at = b * dst.stride(0) + h * dst.stride(1);
+      sc[b * scales.stride(0) + h * scales.stride(1)] =
+          int4 ? quantize_row4(row, dst.data_ptr<uint8_t>() + at, D) : quantize_row(row, dst.data_ptr<int8_t>() + at, D);
     }
   }
 }
+
+bool int4_attention(int64_t head_dim) { return int4_attention_supported(head_dim); }
 """
 
 _lock = threading.Lock()
@@ -540,8 +694,8 @@ def _kernel() -> Any:
                 _module = load_inline(
                     name="speechkit_decode_attention",
                     cpp_sources=[_SOURCE + FUSED_STEP_SOURCE],
-                    functions=["decode_attention", "store_int8", "fused_decode_step", "stream_linear",
-                               "int8_stream_vectorized"],
+                    functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
+                               "stream_linear", "int8_stream_vectorized"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -555,7 +709,7 @@ def _kernel() -> Any:
 
 
 def compiled_kernels() -> Any:
-    """The compiled extension (``decode_attention``, ``store_int8``, and ``fused_decode_step`` /
+    """The compiled extension (``decode_attention``, ``store_quantized``, ``int4_attention``, and ``fused_decode_step`` /
     ``stream_linear`` of :mod:`speechkit.nn.fused_decode`), or None where it cannot be built or is disabled."""
     return _kernel()
 
@@ -574,7 +728,7 @@ def reference_decode_attention(
     value_scales: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The torch computation of :func:`decode_attention` (any device; keys/values cast to the
-    query's dtype, int8 ones multiplied by their scales). Rows with no valid key give zeros."""
+    query's dtype, int8/int4 ones multiplied by their scales). Rows with no valid key give zeros."""
     key = key.to(query.dtype) if key_scales is None else dequantize_rows(key, key_scales, query.dtype)
     value = value.to(query.dtype) if value_scales is None else dequantize_rows(value, value_scales, query.dtype)
     scores = torch.matmul(query * query.shape[-1] ** -0.5, key.transpose(-1, -2))  # [B, H, 1, S]
@@ -594,46 +748,79 @@ def decode_attention(
 ) -> torch.Tensor:
     """Attention of one query per sequence and head over S cached positions.
 
-    query FloatTensor[B, H, 1, Dh] (float32); key/value [B, H, S, Dh] float32, bfloat16 or int8
-    with a contiguous last dimension (views of a :class:`~speechkit.nn.attention.KVCache` are);
-    key_valid BoolTensor[B, S] (True = attend) or None; for int8 keys/values their scales
-    key_scales/value_scales FloatTensor[B, H, S] (``key[s] * key_scales[s]`` is the key)
-    -> FloatTensor[B, H, 1, Dh]. With int8 keys and Dh a multiple of 32 the compiled kernel
-    rounds the scaled query to int16 first (see the module docstring); torch's path does not.
+    query FloatTensor[B, H, 1, Dh] (float32); key/value [B, H, S, Dh] float32, bfloat16 or int8,
+    or int4 pairs ByteTensor[B, H, S, Dh / 2] (:func:`quantize_rows`), with a contiguous last
+    dimension (views of a :class:`~speechkit.nn.attention.KVCache` are); key_valid BoolTensor[B, S]
+    (True = attend) or None; for int8/int4 keys/values their scales key_scales/value_scales
+    FloatTensor[B, H, S] (``key[s] * key_scales[s]`` is the key) -> FloatTensor[B, H, 1, Dh]. With
+    int8 keys and Dh a multiple of 32, or int4 keys, the compiled kernel rounds the scaled query to
+    int16 first (see the module docstring); torch's path does not.
     """
-    if key.dtype == torch.int8 and (key_scales is None or value_scales is None):
-        raise ValueError("decode_attention: an int8 cache needs key_scales and value_scales")
+    if key.dtype in (torch.int8, torch.uint8) and (key_scales is None or value_scales is None):
+        raise ValueError("decode_attention: an int8 or int4 cache needs key_scales and value_scales")
     kernel = _kernel() if query.device.type == "cpu" and query.dtype == torch.float32 else None
+    if key.dtype == torch.uint8 and kernel is not None and not kernel.int4_attention(query.shape[-1]):
+        kernel = None
     if kernel is None or torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
         return reference_decode_attention(query, key, value, key_valid, key_scales, value_scales)
     valid = None if key_valid is None else key_valid if key_valid.stride(-1) == 1 else key_valid.contiguous()
     return kernel.decode_attention(query, key, value, valid, key_scales, value_scales)
 
 
-def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric int8 quantisation of the last dimension: x FloatTensor[..., Dh] -> (CharTensor[..., Dh],
-    FloatTensor[...] scales) with ``x ~= q * scale`` (scale = max |x| / 127; 1 for all-zero rows)."""
-    scale = x.abs().amax(dim=-1).float() / 127.0
+def quantize_rows(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric quantisation of the last dimension, one scale per row: x FloatTensor[..., Dh] ->
+    (quantized, FloatTensor[...] scales) with ``x ~= q * scale``, q = round-half-even(x / scale)
+    clamped to +-(2^(bits-1) - 1), scale = max |x| / (2^(bits-1) - 1) (1 for all-zero rows).
+
+    bits 8: quantized CharTensor[..., Dh]. bits 4 (Dh even): ByteTensor[..., Dh / 2] of pairs, byte
+    j holding q[j] in its low nibble and q[j + Dh/2] in its high one (two's complement), the int4
+    cache's layout."""
+    if bits not in (4, 8):
+        raise ValueError(f"quantize_rows: bits must be 4 or 8, got {bits}")
+    top = 2 ** (bits - 1) - 1
+    scale = x.abs().amax(dim=-1).float() / float(top)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    quantized = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
-    return quantized, scale
+    levels = torch.round(x.float() / scale.unsqueeze(-1)).clamp_(-top, top).to(torch.int8)
+    if bits == 8:
+        return levels, scale
+    if x.shape[-1] % 2:
+        raise ValueError(f"an int4 cache needs an even head size, got {x.shape[-1]}")
+    half = x.shape[-1] // 2
+    low, high = levels[..., :half].to(torch.int16), levels[..., half:].to(torch.int16)
+    return ((low & 15) | ((high & 15) << 4)).to(torch.uint8), scale
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """Int4 pairs ByteTensor[..., Dh / 2] (:func:`quantize_rows` with bits 4) -> their levels
+    CharTensor[..., Dh] in -7..7."""
+    wide = packed.to(torch.int16)
+    low, high = ((wide & 15) ^ 8) - 8, (((wide >> 4) & 15) ^ 8) - 8  # sign-extended nibbles
+    return torch.cat([low, high], dim=-1).to(torch.int8)
 
 
 def dequantize_rows(quantized: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The inverse of :func:`quantize_rows`: quantized [..., Dh] (any dtype) and scales [...] ->
-    ``quantized * scale`` as [..., Dh] in ``dtype``."""
-    return quantized.to(dtype) * scales.unsqueeze(-1).to(dtype)
+    """The inverse of :func:`quantize_rows`: quantized [..., Dh] (int8 or any dtype) or int4 pairs
+    ByteTensor[..., Dh / 2], and scales [...] -> ``quantized * scale`` as [..., Dh] in ``dtype``."""
+    levels = unpack_int4(quantized) if quantized.dtype == torch.uint8 else quantized
+    return levels.to(dtype) * scales.unsqueeze(-1).to(dtype)
 
 
-def store_int8(rows: torch.Tensor, keys: torch.Tensor, scales: torch.Tensor) -> None:
-    """Write one position of an int8 cache in place: rows FloatTensor[B, H, Dh] -> keys
-    CharTensor[B, H, Dh] and scales FloatTensor[B, H] (views of a
-    :class:`~speechkit.nn.attention.KVCache`), exactly as :func:`quantize_rows` rounds them; one call instead of ~7 tensor
-    operations (the compiled kernel on CPU, torch elsewhere)."""
+def store_quantized(rows: torch.Tensor, keys: torch.Tensor, scales: torch.Tensor) -> None:
+    """Write one position of an int8 or int4 cache in place: rows FloatTensor[B, H, Dh] -> keys
+    CharTensor[B, H, Dh] (int8) or ByteTensor[B, H, Dh / 2] (int4 pairs) and scales FloatTensor[B, H]
+    (views of a :class:`~speechkit.nn.attention.KVCache`), exactly as :func:`quantize_rows` rounds
+    them; one call instead of ~7 tensor operations (the compiled kernel on CPU, torch elsewhere)."""
     kernel = _kernel() if rows.device.type == "cpu" and rows.dtype == torch.float32 else None
     if kernel is None:
-        quantized, row_scales = quantize_rows(rows)
+        quantized, row_scales = quantize_rows(rows, bits=4 if keys.dtype == torch.uint8 else 8)
         keys.copy_(quantized)
         scales.copy_(row_scales)
         return
-    kernel.store_int8(rows, keys, scales)
+    kernel.store_quantized(rows, keys, scales)
+
+
+def int4_attention_supported(head_dim: int) -> bool:
+    """Whether the compiled kernel attends over an int4 cache of this head size (AVX512-BW, head
+    size 64 or 128); elsewhere :func:`decode_attention` dequantises it for torch's attention."""
+    kernel = _kernel()
+    return kernel is not None and bool(kernel.int4_attention(head_dim))

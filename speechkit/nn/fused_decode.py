@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.nn.attention import KVCache
-from speechkit.nn.decode_kernel import compiled_kernels
+from speechkit.nn.decode_kernel import compiled_kernels, int4_attention_supported
 from speechkit.nn.huge_pages import huge_page_zeros
 from speechkit.nn.lean_decode import LeanDecoder, norm_parts
 
@@ -216,8 +216,11 @@ class FusedDecoder:
     @staticmethod
     def supports(stack: nn.Module, x: torch.Tensor, cache: KVCache) -> bool:
         """Whether this runner can take the step: fp32 inputs on CPU, one per sequence of the
-        cache, and a :meth:`prepared` stack."""
+        cache, a :meth:`prepared` stack, and for an int4 cache a head size the kernel attends
+        (:func:`~speechkit.nn.decode_kernel.int4_attention_supported`)."""
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.shape[0] != cache.keys.shape[1]:
+            return False
+        if cache.bits == 4 and not int4_attention_supported(2 * cache.keys.shape[-1]):
             return False
         return FusedDecoder.prepared(stack)
 

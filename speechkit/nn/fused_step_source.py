@@ -25,7 +25,8 @@ a batch:
 * bias, residual additions and GELU are applied as each block's outputs are written; layer norms
   are computed by every thread into its own buffer (a few K floats, cheaper than a barrier);
 * the new keys/values are stored in the cache (float32, bfloat16 rounded to nearest even, or int8
-  with one scale per position and head, exactly as ``store_int8``) and attended with ``attend``.
+  or int4 pairs with one scale per position and head, exactly as ``store_quantized``) and attended
+  with ``attend``.
 
 ``stream_linear`` applies one such layer to many rows (the prompt), with the same sums.
 """
@@ -422,7 +423,10 @@ static inline void store_row(const float* src, uint16_t* dst, float*, int64_t D)
   for (int64_t d = 0; d < D; ++d) dst[d] = static_cast<uint16_t>(bf16_bits(src[d]));
 }
 static inline void store_row(const float* src, int8_t* dst, float* scale_out, int64_t D) {
-  *scale_out = quantize_row(src, dst, D);  // as store_int8
+  *scale_out = quantize_row(src, dst, D);  // as store_quantized
+}
+static inline void store_row(const float* src, uint8_t* dst, float* scale_out, int64_t D) {
+  *scale_out = quantize_row4(src, dst, D);  // int4 pairs, as store_quantized
 }
 
 struct Layer {
@@ -490,7 +494,7 @@ static const float* checked(const torch::Tensor& tensor, std::initializer_list<i
   return tensor.data_ptr<float>();
 }
 
-// run_step with the cache's element type (float32, bfloat16 or int8 with scales)
+// run_step with the cache's element type (float32, bfloat16, or int8 or int4 pairs with scales)
 template <typename Op>
 static void step_with_cache(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float e,
                             bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* xp, float* op,
@@ -507,15 +511,22 @@ static void step_with_cache(const std::vector<Layer>& layers, const float* final
                            reinterpret_cast<uint16_t*>(values.data_ptr<at::BFloat16>()), nullptr, nullptr, cache,
                            valid_data, valid_stride, position);
   } else {
-    TORCH_CHECK(keys.scalar_type() == torch::kChar, "the cache must be float32, bfloat16 or int8");
-    TORCH_CHECK(key_scales.has_value() && value_scales.has_value(), "an int8 cache needs key and value scales");
+    const bool int4 = keys.scalar_type() == torch::kByte;
+    TORCH_CHECK(int4 || keys.scalar_type() == torch::kChar, "the cache must be float32, bfloat16, int8 or int4 (uint8 pairs)");
+    TORCH_CHECK(!int4 || int4_attention_supported(D / H), "an int4 cache is attended here only with head size 64 or 128 and AVX512-BW");
+    TORCH_CHECK(key_scales.has_value() && value_scales.has_value(), "an int8 or int4 cache needs key and value scales");
     for (const auto* s : {&*key_scales, &*value_scales}) {
       TORCH_CHECK(s->scalar_type() == torch::kFloat && s->is_contiguous() && s->sizes() == keys.sizes().slice(0, 4),
                   "scales must be contiguous FloatTensor[layers, batch, heads, max_length]");
     }
-    run_step<int8_t, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<int8_t>(),
-                         values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
-                         cache, valid_data, valid_stride, position);
+    if (int4)
+      run_step<uint8_t, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<uint8_t>(),
+                            values.data_ptr<uint8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
+                            cache, valid_data, valid_stride, position);
+    else
+      run_step<int8_t, Op>(layers, final_w, final_b, e, tanh_gelu, B, D, F, H, xp, op, keys.data_ptr<int8_t>(),
+                           values.data_ptr<int8_t>(), key_scales->data_ptr<float>(), value_scales->data_ptr<float>(),
+                           cache, valid_data, valid_stride, position);
   }
 }
 
@@ -565,7 +576,7 @@ bool int8_stream_vectorized() { return fused::I8::kVector; }
 // ffn_in stream [ceil(F/64), D, 64] + bias [F], ffn_out stream [ceil(D/64), F, 64] + bias [D] (the
 // streams all float32, all bfloat16 [blocks, ceil(inputs/2), 64, 2], or all int8 [blocks, ceil(inputs/4),
 // 64, 4] with terms [3, outputs] for biases (see checked_terms); everything else float32);
-// then the final norm's w/b. keys/values [L, Bc, H, max_length, Dh] (float32, bfloat16 or int8 with
+// then the final norm's w/b. keys/values [L, Bc, H, max_length, Dh] (float32, bfloat16, int8 or int4 pairs [.., Dh / 2] with
 // scales [L, Bc, H, max_length]) of Bc >= B sequences; valid [Bc, max_length] bool or None; rows None
 // (B == Bc: row b is the cache's sequence b) or LongTensor[B], the cache sequence of each row, in
 // increasing order (the others are left as they are: finished sequences of a batch); the position is
@@ -596,7 +607,7 @@ void fused_decode_step(torch::Tensor x, torch::Tensor out, std::vector<torch::Te
   }
   TORCH_CHECK(keys.is_contiguous() && values.is_contiguous() && keys.scalar_type() == values.scalar_type(),
               "keys/values must be contiguous and share a dtype");
-  const int64_t H = keys.size(2), Dh = keys.size(4), M = keys.size(3);
+  const int64_t H = keys.size(2), Dh = keys.size(4) * (keys.scalar_type() == torch::kByte ? 2 : 1), M = keys.size(3);
   TORCH_CHECK(H * Dh == D, "the cache's heads x head size must be the model width");
   TORCH_CHECK(position >= 0 && position < M, "position ", position, " is outside the cache");
   const float* xp = checked(x, {B, D}, "x");

@@ -60,16 +60,16 @@ def test_precision_paths_match_fp32(precision: str, device: torch.device) -> Non
     assert agreement == 1.0 if precision == "fp32" else agreement >= 0.8
 
 
-@pytest.mark.parametrize("kv_cache", ["bf16", "int8"])
+@pytest.mark.parametrize("kv_cache", ["bf16", "int8", "int4"])
 @pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
 def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str, device: torch.device) -> None:
     reference, reference_tokens = teacher_forced_logits(tiny(name).to(device)) if name == "valle_ar" else (None, None)
     model = apply_precision(tiny(name).to(device), "fp32", kv_cache=kv_cache)
     with torch.inference_mode():
         state, _ = model.prefill(*prompts(device), max_steps=4)
-    dtype = {"bf16": torch.bfloat16, "int8": torch.int8}[kv_cache]
+    dtype = {"bf16": torch.bfloat16, "int8": torch.int8, "int4": torch.uint8}[kv_cache]  # int4: packed pairs
     assert state.cache.keys.dtype == dtype and state.cache.values.dtype == dtype
-    assert (state.cache.key_scales is not None) == (kv_cache == "int8")
+    assert (state.cache.key_scales is not None) == (kv_cache in ("int8", "int4"))
     if reference is not None:
         logits, tokens = teacher_forced_logits(model)
         assert (logits - reference).abs().max() <= 5e-2 * reference.abs().max()
@@ -77,7 +77,7 @@ def test_reduced_kv_cache_is_allocated_and_stays_close(name: str, kv_cache: str,
     generated = model.generate_batch(*prompts(device), temperature=0.0)  # decoding reads the reduced cache
     assert len(generated.codes) == 2 and all(reason in ("eos", "max_length", "loop") for reason in generated.stop_reasons)
     with pytest.raises(ConfigError, match="KV-cache precision"):
-        apply_precision(tiny(name), "fp32", kv_cache="int4")
+        apply_precision(tiny(name), "fp32", kv_cache="int2")
 
 
 def test_packed_fp32_generation_is_greedy_identical_and_batch_independent(device: torch.device) -> None:

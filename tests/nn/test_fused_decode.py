@@ -9,7 +9,7 @@ from torch import nn
 
 from speechkit.infer.precision import PackedLinear, apply_precision
 from speechkit.nn import TransformerStack
-from speechkit.nn.decode_kernel import decode_kernel_available
+from speechkit.nn.decode_kernel import decode_kernel_available, dequantize_rows
 from speechkit.nn.fused_decode import (FusedDecoder, pack_stream, quantize_inputs, quantize_stream, stream_linear,
                                       stream_weight, unpack_stream)
 from speechkit.nn.lean_decode import LeanDecoder
@@ -42,7 +42,8 @@ def packed_stack(seed: int = 0, *, gelu: str = "none", fused_step: bool = True, 
 def decode(model: TransformerStack, x: torch.Tensor, *, fused: bool, cache_dtype: torch.dtype,
            valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Prefill PROMPT positions of x FloatTensor[B, PROMPT + STEPS, D], then STEPS decoding steps with
-    the fused or the lean runner -> (outputs FloatTensor[B, STEPS, D], the cache's keys as float)."""
+    the fused or the lean runner -> (outputs FloatTensor[B, STEPS, D], the cache's keys as float,
+    dequantised)."""
     batch = x.shape[0]
     cache = model.new_cache(batch, PROMPT + STEPS, dtype=cache_dtype, device=torch.device("cpu"))
     prefix = torch.ones(PROMPT, PROMPT, dtype=torch.bool).tril()
@@ -57,7 +58,8 @@ def decode(model: TransformerStack, x: torch.Tensor, *, fused: bool, cache_dtype
         for position in range(PROMPT, PROMPT + STEPS):
             outputs.append(runner(x[:, position : position + 1], cache, position))
             assert cache.length == position + 1
-    return torch.cat(outputs, dim=1), cache.keys.float() * (1 if cache.key_scales is None else cache.key_scales[..., None])
+    keys = cache.keys.float() if cache.key_scales is None else dequantize_rows(cache.keys, cache.key_scales)
+    return torch.cat(outputs, dim=1), keys
 
 
 def test_stream_blocks_hold_64_outputs_per_block_zero_padded() -> None:
@@ -99,6 +101,31 @@ def test_fused_step_matches_the_layer_by_layer_step(threads: int, cache_dtype: t
     assert torch.allclose(fused, lean, atol=tolerance, rtol=0)
     assert torch.allclose(fused_keys, lean_keys, atol=tolerance * 10, rtol=0)
     assert fused_keys[:, :, :, PROMPT:].abs().sum() > 0  # the steps wrote their keys
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_fused_step_with_an_int4_cache_matches_the_layer_by_layer_step(threads: int, precision: str) -> None:
+    """Head size 64, which the kernel attends over int4 pairs: the fused step stores and attends
+    them as the lean step does (store_quantized, then decode_attention)."""
+    torch.manual_seed(0)
+    model = TransformerStack(num_layers=2, d_model=128, num_heads=2, ffn_dim=FFN).eval()
+    for parameter in model.parameters():
+        nn.init.normal_(parameter, std=0.2)
+    apply_precision(model, precision)
+    x = torch.randn(3, PROMPT + STEPS, 128, generator=torch.Generator().manual_seed(1))
+    valid = torch.ones(3, PROMPT, dtype=torch.bool)
+    valid[0, :2] = False
+    cache = model.new_cache(3, PROMPT + STEPS, dtype=torch.quint4x2, device=torch.device("cpu"))
+    assert FusedDecoder.supports(model, x[:, :1], cache)
+    fused, fused_keys = decode(model, x, fused=True, cache_dtype=torch.quint4x2, valid=valid)
+    lean, lean_keys = decode(model, x, fused=False, cache_dtype=torch.quint4x2, valid=valid)
+    assert fused.shape == (3, STEPS, 128) and torch.allclose(fused, lean, atol=2e-2, rtol=0)
+    assert fused_keys.dtype == torch.float32 and fused_keys[:, :, :, PROMPT:].abs().sum() > 0
+    # the same levels and scales up to float rounding, but for rare elements rounded to a neighbouring level
+    assert ((fused_keys - lean_keys).abs() > 1e-3).float().mean() < 0.01
+    odd = TransformerStack(num_layers=1, d_model=96, num_heads=3, ffn_dim=FFN).eval()  # head size 32: not attended here
+    apply_precision(odd, "fp32")
+    assert not FusedDecoder.supports(odd, x[:, :1, :96], odd.new_cache(3, 4, dtype=torch.quint4x2, device=torch.device("cpu")))
 
 
 def test_a_sequence_alone_matches_it_in_a_batch() -> None:

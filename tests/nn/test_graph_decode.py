@@ -9,6 +9,7 @@ import torch
 
 from speechkit.infer.precision import apply_precision
 from speechkit.nn import TransformerStack
+from speechkit.nn.decode_kernel import unpack_int4
 from speechkit.nn.graph_decode import GraphDecoder, StaticStepDecoder
 from speechkit.nn.lean_decode import LeanDecoder
 
@@ -55,25 +56,27 @@ def run_steps(model: TransformerStack, step: object, cache_dtype: torch.dtype, s
 
 
 @pytest.mark.parametrize("precision", ["none", "bf16"])
-@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.int8])
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.bfloat16, torch.int8, torch.quint4x2])
 def test_static_step_equals_the_lean_step(device: torch.device, precision: str, cache_dtype: torch.dtype) -> None:
-    """Same outputs and the same cache contents (up to float rounding, one step of 8-bit rounding),
-    though it attends over the whole cache."""
+    """Same outputs and the same cache contents (up to float rounding, one step of 8- or 4-bit
+    rounding), though it attends over the whole cache."""
     lean, lean_cache = run_steps(stack(device, precision), "lean", cache_dtype)
     static, static_cache = run_steps(stack(device, precision), "static", cache_dtype)
     assert torch.allclose(static, lean, atol=1e-5, rtol=1e-5)
     written = PREFIX + 4
+    quantized = cache_dtype in (torch.int8, torch.quint4x2)
+    levels = unpack_int4 if cache_dtype == torch.quint4x2 else (lambda stored: stored)
     for name in ("keys", "values"):
         got, expected = getattr(static_cache, name)[..., :written, :], getattr(lean_cache, name)[..., :written, :]
-        assert (got.float() - expected.float()).abs().max() <= (1 if cache_dtype == torch.int8 else 1e-5)
-    if cache_dtype == torch.int8:
+        assert (levels(got).float() - levels(expected).float()).abs().max() <= (1 if quantized else 1e-5)
+    if quantized:
         for name in ("key_scales", "value_scales"):
             assert torch.allclose(getattr(static_cache, name)[..., :written], getattr(lean_cache, name)[..., :written],
                                   rtol=1e-4, atol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.int8])
+@pytest.mark.parametrize("cache_dtype", [torch.float32, torch.int8, torch.quint4x2])
 def test_cuda_stacks_replay_a_graph_that_equals_the_lean_step(cache_dtype: torch.dtype,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     device = torch.device("cuda")

@@ -61,13 +61,15 @@ def test_lean_step_is_identical_to_the_forward_step(precision: str, cache_dtype:
     assert torch.equal(results[0], results[1])
 
 
-def test_lean_step_with_an_int8_cache_matches_the_dequantised_forward_step() -> None:
+@pytest.mark.parametrize(("cache_dtype", "error"), [(torch.int8, 0.05), (torch.quint4x2, 0.5)])
+def test_lean_step_with_a_quantised_cache_matches_the_dequantised_forward_step(cache_dtype: torch.dtype,
+                                                                              error: float) -> None:
     model = stack()
-    module_path = run_steps(model, lean=False, cache_dtype=torch.int8)
-    lean = run_steps(model, lean=True, cache_dtype=torch.int8)
+    module_path = run_steps(model, lean=False, cache_dtype=cache_dtype)
+    lean = run_steps(model, lean=True, cache_dtype=cache_dtype)
     assert torch.allclose(module_path, lean, atol=1e-4)
     exact = run_steps(model, lean=True, cache_dtype=torch.float32)
-    assert (lean - exact).abs().max() < 0.05  # keys/values rounded to 8 bits
+    assert (lean - exact).abs().max() < error  # keys/values rounded to 8 or 4 bits
 
 
 def test_a_plan_lives_for_one_cache_so_swapped_layers_are_seen() -> None:
