@@ -54,16 +54,10 @@ def main() -> None:
     caches = {b: stack.new_cache(b, args.positions + 1, dtype=KV_CACHES[args.kv_cache], device=torch.device("cpu"))
               for b in batches}
     inputs = {b: torch.randn(b, 1, stack.d_model) for b in batches}
-    for cache in caches.values():  # keys and values of a plausible scale (a zeroed cache attends uniformly)
-        if not cache.quantized:
-            cache.keys.normal_()
-            cache.values.normal_()
-            continue
-        cache.keys.random_(-100, 100)
-        cache.values.random_(-100, 100)
-        assert cache.key_scales is not None and cache.value_scales is not None
-        cache.key_scales.fill_(0.02)
-        cache.value_scales.fill_(0.02)
+    for batch, cache in caches.items():  # keys and values of a plausible scale (a zeroed cache attends uniformly)
+        shape = (batch, stack.num_heads, args.positions + 1, stack.d_model // stack.num_heads)
+        for layer in range(len(stack.layers)):  # stored as the cache stores them (rounded for int8 / int4)
+            cache.store(layer, torch.randn(shape), torch.randn(shape), 0)
     probe = torch.ones(64_000_000)
     rounds: list[tuple[float, float, float]] = []  # (GB/s, batch-1 ms, batch-N ms)
     end = time.monotonic() + args.seconds

@@ -208,7 +208,8 @@ struct I8 {
 // (half a block) for 7-8 rows, which then take a chunk in two half passes instead of a pass of 6 and a
 // pass of 1-2. Every output is one chain of multiply-adds in input order whatever R, V and the chunks
 // are, so a sequence's result does not depend on its batch. Meanwhile up to lines_per_e cache lines
-// per element from [prefetch, prefetch_end) are fetched into L2.
+// per element from [prefetch, prefetch_end) are fetched into L2, and half passes (V = 2), which read
+// their chunk from L2, fetch its lines 8 elements ahead into L1 (1-1.5 % off a batch-8 step).
 template <typename Op, int R, int V>
 static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t es, int64_t e0, int64_t e1, float* y,
                              const char* prefetch, const char* prefetch_end, int64_t lines_per_e) {
@@ -221,6 +222,10 @@ static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t
     for (int64_t e = e0; e < e1; ++e, w += kBlock) {
       for (int64_t line = 0; line < lines_per_e && prefetch < prefetch_end; ++line, prefetch += 64)
         _mm_prefetch(prefetch, _MM_HINT_T1);
+      if constexpr (V == 2) {  // half passes read their chunk from L2: its lines 8 elements ahead into L1
+        _mm_prefetch(reinterpret_cast<const char*>(w + 8 * kBlock), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + 8 * kBlock + 16), _MM_HINT_T0);
+      }
       __m512 weights[V];
       for (int i = 0; i < V; ++i) weights[i] = _mm512_loadu_ps(w + 16 * i);
       for (int r = 0; r < R; ++r) {
