@@ -107,12 +107,14 @@ def test_floor_counts_weights_in_their_stored_precision() -> None:
     assert sizes["bf16"] == sizes["fp32"] // 2
     assert sizes["int8"] < sizes["bf16"]
     assert kv_cache_bytes(num_layers=2, d_model=8, positions=10, batch_size=3) == 2 * 2 * 3 * 10 * 8 * 4
-    assert (kv_element_bytes("fp32", 64), kv_element_bytes("bf16", 64), kv_element_bytes("int8", 64)) == (4, 2, 1.0625)
+    assert (kv_element_bytes("fp32", 64), kv_element_bytes("bf16", 64), kv_element_bytes("int8", 64),
+            kv_element_bytes("int4", 64)) == (4, 2, 1.0625, 0.5625)
 
 
 def test_cached_agreement_measures_the_kv_cache_precision_too() -> None:
     """valle_ar: the cached pass (prefill + steps) of fp32 equals the parallel pass; an int8 cache
-    moves the logits a little (the parallel pass cannot see it) and keeps the greedy choices."""
+    moves the logits a little (the parallel pass cannot see it) and keeps the greedy choices, an
+    int4 cache (head size 16: its torch path) moves them more."""
     tiny = get_size("tiny")
     size = dataclasses.replace(tiny, ar={**tiny.ar, "name": "valle_ar", "d_model": 64, "num_heads": 4})
     scenario = make_scenario(size, 1, output_seconds=0.5)
@@ -123,6 +125,9 @@ def test_cached_agreement_measures_the_kv_cache_precision_too() -> None:
     assert int8["max_logit_error"] < 1e-3 and int8["max_logit_error"] < int8["cached_max_logit_error"] < 0.5
     assert int8["cached_max_logit_error"] > 10 * exact["cached_max_logit_error"]
     assert int8["cached_token_agreement"] >= 0.8
+    int4 = reference.agreement(apply_precision(build_ar(size, scenario), "fp32", kv_cache="int4"))
+    assert int4["max_logit_error"] < 1e-3 and int4["cached_max_logit_error"] > 10 * int8["cached_max_logit_error"]
+    assert int4["cached_max_logit_error"] < 1.0 and int4["cached_token_agreement"] >= 0.7
 
 
 def test_bandwidth_and_clock(device: torch.device) -> None:
