@@ -277,7 +277,7 @@ static inline __m512i widen32(const uint8_t* p) {
 }
 
 // int4 keys, D a multiple of 64: the query rounded to int16 as for int8 keys; each 32 bytes of a
-// row (64 elements) take 5 instructions (widen, 3 shifts, 2 vpdpwssd less the shared ones).
+// row (64 elements) take 6 instructions: widen, 3 shifts, 2 vpdpwssd (int8: 4 for 64 elements).
 template <int NV>
 struct BlockQuery<uint8_t, NV, true> : IntegerScores<BlockQuery<uint8_t, NV, true>, uint8_t> {
   static constexpr int kChunks = NV / 4;  // 32 bytes = 64 elements
