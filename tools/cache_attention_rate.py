@@ -30,7 +30,7 @@ import torch
 
 from speechkit.bench.bandwidth import read_gbps
 from speechkit.infer.precision import KV_CACHES
-from speechkit.nn.decode_kernel import compiled_kernels, quantize_rows
+from speechkit.nn.decode_kernel import QUANTIZED_KV_BITS, compiled_kernels, quantize_rows
 
 
 def make_layers(kv_cache: str, layers: int, batch: int, heads: int, positions: int, head_dim: int,
@@ -42,8 +42,8 @@ def make_layers(kv_cache: str, layers: int, batch: int, heads: int, positions: i
     for _ in range(layers):
         keys = torch.randn(batch, heads, positions, head_dim, generator=generator)
         values = torch.randn(batch, heads, positions, head_dim, generator=generator)
-        if kv_cache in ("int8", "int4"):
-            bits = 8 if kv_cache == "int8" else 4
+        bits = QUANTIZED_KV_BITS.get(KV_CACHES[kv_cache])
+        if bits is not None:
             (keys, key_scales), (values, value_scales) = quantize_rows(keys, bits), quantize_rows(values, bits)
             made.append((keys, values, key_scales, value_scales))
         else:

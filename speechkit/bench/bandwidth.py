@@ -14,6 +14,7 @@ from torch import nn
 
 from speechkit.bench.timing import timed
 from speechkit.infer.precision import KV_CACHES
+from speechkit.nn.decode_kernel import QUANTIZED_KV_BITS
 
 
 def read_gbps(tensor: torch.Tensor) -> float:
@@ -72,8 +73,8 @@ def linear_weight_bytes(module: nn.Module) -> int:
 def kv_element_bytes(kv_cache: str, head_dim: int) -> float:
     """Bytes per cached key/value element: the dtype's size (half a byte for ``int4``), plus for
     ``int8`` and ``int4`` its float32 scale shared by the ``head_dim`` elements of a position and head."""
-    size = 0.5 if kv_cache == "int4" else KV_CACHES[kv_cache].itemsize
-    return size + (4.0 / head_dim if kv_cache in ("int8", "int4") else 0.0)
+    bits = QUANTIZED_KV_BITS.get(KV_CACHES[kv_cache])
+    return KV_CACHES[kv_cache].itemsize if bits is None else bits / 8 + 4.0 / head_dim
 
 
 def kv_cache_bytes(*, num_layers: int, d_model: int, positions: float, batch_size: int = 1, element_size: float = 4) -> float:

@@ -14,6 +14,7 @@ from speechkit.nn.decode_kernel import (
     decode_attention,
     decode_kernel_available,
     dequantize_rows,
+    QUANTIZED_KV_BITS,
     quantize_rows,
     store_quantized,
 )
@@ -46,10 +47,10 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        if dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.int8, torch.quint4x2):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16, *QUANTIZED_KV_BITS):
             raise ValueError(f"KV cache dtype must be float32, bfloat16, float16, int8 or quint4x2 (int4), got {dtype}")
         #: bits per quantised element: 8 (int8), 4 (int4 pairs), 0 (a float cache)
-        self.bits = {torch.int8: 8, torch.quint4x2: 4}.get(dtype, 0)
+        self.bits = QUANTIZED_KV_BITS.get(dtype, 0)
         if self.bits == 4 and head_dim % 2:
             raise ValueError(f"an int4 KV cache needs an even head size, got {head_dim}; use int8")
         shape = (num_layers, batch_size, num_heads, max_length, head_dim)

@@ -1,5 +1,5 @@
 """C++ of the fused decoding step (:mod:`speechkit.nn.fused_decode`), compiled together with the
-attention kernel of :mod:`speechkit.nn.decode_kernel` (it calls that kernel's ``attend``).
+attention kernel of :mod:`speechkit.nn.decode_kernel_source` (it calls that kernel's ``attend``).
 
 One call runs every layer of a pre-LN Transformer stack for one new position of each sequence of
 a batch:
