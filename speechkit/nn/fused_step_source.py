@@ -75,8 +75,8 @@ struct RowQuant {
 // The float Ops' shared parts: inputs converted element by element (Op::input), sums already floats.
 template <typename Op>
 struct FloatSums {
-  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant&) {
-    for (int64_t e = 0; e < (K + Op::kInputs - 1) / Op::kInputs; ++e) dst[e * es] = Op::input(x, e, K);
+  static inline void convert(const float* x, int64_t K, float* dst, RowQuant&) {
+    for (int64_t e = 0; e < (K + Op::kInputs - 1) / Op::kInputs; ++e) dst[e] = Op::input(x, e, K);
   }
   static inline void dequantize(float*, int64_t, const RowQuant&, const float*, int64_t, int64_t) {}
 };
@@ -122,7 +122,7 @@ struct I8 {
 #endif
   // x [K] -> uint8 quadruples: zero point and scale from the row's range (0 included), round to
   // nearest even, as quantize_inputs in speechkit.nn.fused_decode
-  static inline void convert(const float* x, int64_t K, float* dst, int64_t es, RowQuant& q) {
+  static inline void convert(const float* x, int64_t K, float* dst, RowQuant& q) {
     float low = 0.f, high = 0.f;
     int64_t k = 0;
 #if defined(__AVX512F__)
@@ -149,7 +149,7 @@ struct I8 {
                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m512 u = _mm512_min_ps(top, _mm512_max_ps(bottom, _mm512_add_ps(r, zeros)));
       _mm_store_si128(reinterpret_cast<__m128i*>(quads), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(u)));
-      for (int i = 0; i < 4; ++i) dst[(e + i) * es] = bits_float(quads[i]);
+      for (int i = 0; i < 4; ++i) dst[e + i] = bits_float(quads[i]);
     }
 #endif
     for (; e < (K + 3) / 4; ++e) {
@@ -158,7 +158,7 @@ struct I8 {
         const float u = std::min(255.f, std::max(0.f, std::nearbyint(x[4 * e + i] / scale) + zero));
         bits |= static_cast<uint32_t>(u) << (8 * i);
       }
-      dst[e * es] = bits_float(bits);
+      dst[e] = bits_float(bits);
     }
   }
   static inline float accumulate(float y, float w, float x) {  // int32 sums kept in the float's bits
@@ -250,6 +250,33 @@ static inline void gemv_pass(const float* w, const float* x, int64_t xs, int64_t
 
 enum class Epilogue { kBias, kResidual, kGelu, kGeluTanh };
 
+// dst[e, r] = src[r, e] for rows r < B of E elements (row stride src_stride), dst [E, B]. Eight rows
+// move as 8 x 8 tiles in registers; otherwise (and for the last E % 8) element by element, in
+// dst's order.
+static void transpose_rows(const float* src, int64_t B, int64_t E, int64_t src_stride, float* dst) {
+  int64_t e = 0;
+#if defined(__AVX512F__)
+  if (B == 8) {
+    for (; e + 8 <= E; e += 8) {
+      __m256 r[8], t[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_stride + e);
+      for (int i = 0; i < 8; i += 2) t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44), r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44), r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+      }
+      // r[0..3]: elements e+0, e+1, e+2, e+3 of rows 0-3 | e+4.. of rows 0-3 in the high lanes; r[4..7]: rows 4-7
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(dst + (e + i) * 8, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (e + i + 4) * 8, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+      }
+    }
+  }
+#endif
+  for (; e < E; ++e)
+    for (int64_t r = 0; r < B; ++r) dst[e * B + r] = src[r * src_stride + e];
+}
+
 static inline float gelu(float v) { return 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); }
 static inline float gelu_tanh(float v) {
   return 0.5f * v * (1.f + std::tanh(0.79788456080286536f * (v + 0.044715f * v * v * v)));
@@ -327,9 +354,10 @@ constexpr int64_t kChunk = 128;  // elements per chunk when more rows than one p
 // over a chunk before the next chunk (7-8 rows: two half passes, each with every row), so the weights
 // are read from memory once and re-read from the L1/L2 caches; the passes over a chunk prefetch the
 // next one meanwhile, so that the memory does not idle. The passes read X as Op's elements: as it
-// is for float32 weights and up to 6 rows, else converted once per call into a per-thread buffer
-// (bfloat16 pairs; for 7-8 rows transposed, so that the rows' elements for one input share a cache
-// line instead of 7-8 lines 4 K floats apart that compete for one L1 set).
+// is for float32 weights, else converted once per call into a per-thread buffer (bfloat16 pairs,
+// uint8 quads); for 7-8 rows then transposed into another (transpose_rows), so that the rows'
+// elements for one input share a cache line instead of 7-8 lines 4 K floats apart that compete for
+// one L1 set.
 template <typename Op>
 static void gemv(const float* w, const float* bias, const float* x, int64_t B, int64_t K, int64_t N, float* out,
                  Epilogue epilogue, int t, int nt) {
@@ -337,17 +365,21 @@ static void gemv(const float* w, const float* bias, const float* x, int64_t B, i
   const int64_t first = blocks * t / nt, last = blocks * (t + 1) / nt;
   const bool chunked = B > kRows, halves = chunked && B <= kHalfRows;
   const int64_t chunk = chunked ? kChunk : E;
-  thread_local std::vector<float> y, operand;  // accumulators and converted inputs, kept per thread across calls
+  thread_local std::vector<float> y, operand, transposed;  // accumulators and inputs, kept per thread across calls
   thread_local std::vector<RowQuant> quant;
   y.resize(static_cast<size_t>(((B + kRows - 1) / kRows) * kRows * kBlock));
   quant.resize(static_cast<size_t>(B));
   const float* xe = x;
   int64_t xs = K, es = 1;
-  if (Op::kInputs != 1 || halves) {
+  if (Op::kInputs != 1) {  // rows of elements, [B, E]
     operand.resize(static_cast<size_t>(B * E));
-    xs = halves ? 1 : E, es = halves ? B : 1;
-    for (int64_t r = 0; r < B; ++r) Op::convert(x + r * K, K, operand.data() + r * xs, es, quant[r]);
-    xe = operand.data();
+    for (int64_t r = 0; r < B; ++r) Op::convert(x + r * K, K, operand.data() + r * E, quant[r]);
+    xe = operand.data(), xs = E;
+  }
+  if (halves) {  // [E, B]: one input's elements of every row side by side
+    transposed.resize(static_cast<size_t>(B * E));
+    transpose_rows(xe, B, E, xs, transposed.data());
+    xe = transposed.data(), xs = 1, es = B;
   }
   for (int64_t b = first; b < last; ++b) {
     const float* block = w + b * E * kBlock;
