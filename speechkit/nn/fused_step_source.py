@@ -476,6 +476,14 @@ struct Cache {  // element strides of the keys/values [L, Bc, H, max_length, Dh]
   int64_t slot(int64_t row) const { return slots == nullptr ? row : slots[row]; }
 };
 
+template <typename T>
+struct HeadCache {  // one (sequence, head) of one layer: its keys and values [max_length, Dh] and their scales
+  T* keys;
+  T* values;
+  float* key_scales;
+  float* value_scales;
+};
+
 template <typename T, typename Op>
 static void run_step(const std::vector<Layer>& layers, const float* final_w, const float* final_b, float eps,
                      bool tanh_gelu, int64_t B, int64_t D, int64_t F, int64_t H, const float* x, float* out, T* keys,
@@ -496,19 +504,29 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
       for (int64_t b = 0; b < B; ++b) layer_norm(hidden.data() + b * D, l.norm1_w, l.norm1_b, eps, D, normed.data() + b * D);
       gemv<Op>(l.qkv_w, l.qkv_b, normed.data(), B, D, 3 * D, qkv.data(), Epilogue::kBias, t, nt);
 #pragma omp barrier
-      for (int64_t task = task_first; task < task_last; ++task) {
-        const int64_t b = task / H, h = task % H, slot = cache.slot(b);
+      // (sequence, head) task -> its keys, values and scales in this layer
+      const auto head_of = [&](int64_t task) {
+        const int64_t slot = cache.slot(task / H), h = task % H;
         const int64_t base = index * cache.layer_stride + slot * cache.batch_stride + h * cache.head_stride;
         const int64_t scale_base = index * cache.scale_layer_stride + slot * cache.scale_batch_stride + h * cache.scale_head_stride;
-        T* k = keys + base;
-        T* v = values + base;
-        float* ks = key_scales == nullptr ? nullptr : key_scales + scale_base;
-        float* vs = value_scales == nullptr ? nullptr : value_scales + scale_base;
+        return HeadCache<T>{keys + base, values + base, key_scales == nullptr ? nullptr : key_scales + scale_base,
+                            value_scales == nullptr ? nullptr : value_scales + scale_base};
+      };
+      const int64_t row_bytes = cache.position_stride * static_cast<int64_t>(sizeof(T));
+      for (int64_t task = task_first; task < task_last; ++task) {
+        const int64_t b = task / H, h = task % H, slot = cache.slot(b);
+        const HeadCache<T> head = head_of(task);
         const float* row = qkv.data() + b * 3 * D + h * Dh;
-        store_row(row + D, k + position * cache.position_stride, ks == nullptr ? nullptr : ks + position, Dh);
-        store_row(row + 2 * D, v + position * cache.position_stride, vs == nullptr ? nullptr : vs + position, Dh);
-        attend<T>(row, k, v, valid == nullptr ? nullptr : valid + slot * valid_stride, ks, vs, S, Dh,
-                  cache.position_stride, cache.position_stride, scale, attended.data() + b * D + h * Dh, scores.data());
+        store_row(row + D, head.keys + position * cache.position_stride, head.key_scales == nullptr ? nullptr : head.key_scales + position, Dh);
+        store_row(row + 2 * D, head.values + position * cache.position_stride, head.value_scales == nullptr ? nullptr : head.value_scales + position, Dh);
+        NextTask next;
+        if (fetches_next_task<T>() && task + 1 < task_last) {  // its S positions (this step's is written when it runs)
+          const HeadCache<T> following = head_of(task + 1);
+          next = NextTask(following.keys, following.key_scales, following.values, following.value_scales, S, row_bytes);
+        }
+        attend<T>(row, head.keys, head.values, valid == nullptr ? nullptr : valid + slot * valid_stride, head.key_scales,
+                  head.value_scales, S, Dh, cache.position_stride, cache.position_stride, scale,
+                  attended.data() + b * D + h * Dh, scores.data(), next);
       }
 #pragma omp barrier
       gemv<Op>(l.out_w, l.out_b, attended.data(), B, D, D, hidden.data(), Epilogue::kResidual, t, nt);
