@@ -93,8 +93,8 @@ static inline void axpy(float p, const T* row, float* out, int64_t D) {
 // attends the current one: the next task's keys, key scales, values and value scales, in that
 // order. The current task's loops call fetch(bytes) with the bytes they have just read, and the
 // next task's lines go out at 1.5x that pace (all of them by two thirds of the current task), so
-// the memory keeps streaming while the arithmetic runs: batch-8 steps 7-15 % faster
-// (docs/performance.md; 1x and 2x the pace were 1-3 % slower than 1.5x, 0.75x more so). Only for
+// the memory keeps streaming while the arithmetic runs: batch-8 steps take 7-11 % less time
+// (int4 cache; docs/performance.md; 1x and 2x the pace were 1-3 % slower than 1.5x, 0.75x more so). Only for
 // int8 and int4 caches (fetches_next_task): with a bf16 cache, 4x the bytes of int4 for the same
 // arithmetic, the fetches made batch 8 3 % slower. A default NextTask fetches nothing.
 template <typename T>
