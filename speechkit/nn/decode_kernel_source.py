@@ -93,10 +93,11 @@ static inline void axpy(float p, const T* row, float* out, int64_t D) {
 // attends the current one: the next task's keys, key scales, values and value scales, in that
 // order. The current task's loops call fetch(bytes) with the bytes they have just read, and the
 // next task's lines go out at 1.5x that pace (all of them by two thirds of the current task), so
-// the memory keeps streaming while the arithmetic runs: batch-8 steps take 7-11 % less time
-// (int4 cache; docs/performance.md; 1x and 2x the pace were 1-3 % slower than 1.5x, 0.75x more so). Only for
-// int8 and int4 caches (fetches_next_task): with a bf16 cache, 4x the bytes of int4 for the same
-// arithmetic, the fetches made batch 8 3 % slower. A default NextTask fetches nothing.
+// the memory keeps streaming while the arithmetic runs: with an int4 cache batch-8 steps take
+// 7-11 % less time (docs/performance.md; at 1x or 2x the pace 1-3 % more than at 1.5x, at 0.75x
+// more still). Only for int8 and int4 caches (fetches_next_task): with a bf16 cache, 4x the bytes
+// of int4 for the same arithmetic, the fetches made batch 8 3 % slower. A default NextTask
+// fetches nothing.
 template <typename T>
 constexpr bool fetches_next_task() { return std::is_same<T, int8_t>::value || std::is_same<T, uint8_t>::value; }
 

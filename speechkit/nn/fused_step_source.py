@@ -477,7 +477,7 @@ struct Cache {  // element strides of the keys/values [L, Bc, H, max_length, Dh]
 };
 
 template <typename T>
-struct HeadCache {  // one (sequence, head) of one layer: its keys and values [max_length, Dh] and their scales
+struct HeadCache {  // one (sequence, head) of one layer: keys and values [max_length, Dh], their scales
   T* keys;
   T* values;
   float* key_scales;
@@ -517,8 +517,9 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
         const int64_t b = task / H, h = task % H, slot = cache.slot(b);
         const HeadCache<T> head = head_of(task);
         const float* row = qkv.data() + b * 3 * D + h * Dh;
-        store_row(row + D, head.keys + position * cache.position_stride, head.key_scales == nullptr ? nullptr : head.key_scales + position, Dh);
-        store_row(row + 2 * D, head.values + position * cache.position_stride, head.value_scales == nullptr ? nullptr : head.value_scales + position, Dh);
+        const int64_t at = position * cache.position_stride;  // this step's row
+        store_row(row + D, head.keys + at, head.key_scales == nullptr ? nullptr : head.key_scales + position, Dh);
+        store_row(row + 2 * D, head.values + at, head.value_scales == nullptr ? nullptr : head.value_scales + position, Dh);
         NextTask next;
         if (fetches_next_task<T>() && task + 1 < task_last) {  // its S positions (this step's is written when it runs)
           const HeadCache<T> following = head_of(task + 1);
