@@ -50,6 +50,7 @@ import torch
 
 from speechkit.nn.decode_kernel_source import DECODE_KERNEL_SOURCE
 from speechkit.nn.fused_step_source import FUSED_STEP_SOURCE
+from speechkit.nn.stream_gemv_source import STREAM_GEMV_SOURCE
 
 log = logging.getLogger("speechkit.nn")
 
@@ -73,7 +74,7 @@ def _kernel() -> Any:
 
                 _module = load_inline(
                     name="speechkit_decode_attention",
-                    cpp_sources=[DECODE_KERNEL_SOURCE + FUSED_STEP_SOURCE],
+                    cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE],
                     functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
                                "stream_linear", "int8_stream_vectorized"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],

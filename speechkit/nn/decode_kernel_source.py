@@ -1,5 +1,5 @@
 """C++ of the decoding-attention kernel (:mod:`speechkit.nn.decode_kernel`, which documents it and
-builds it together with :mod:`speechkit.nn.fused_step_source`):
+builds it together with :mod:`speechkit.nn.stream_gemv_source` and :mod:`speechkit.nn.fused_step_source`):
 
 * ``attend``: one (sequence, head) over an fp32, bf16, int8 or int4 cache; the blocked AVX-512
   path for head sizes 16..128 (16 keys at a time, a vectorised exponential), integer products for

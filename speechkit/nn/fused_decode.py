@@ -6,7 +6,7 @@ memory bandwidth. With one oneDNN matrix-vector product per linear layer (and th
 and residuals between them as separate tensor operations), a paper-size fp32 step streamed the
 weights at ~70 % of the bandwidth ``x.sum()`` reaches (docs/performance.md). The fused step keeps
 the threads in one parallel region for the whole step and streams each linear layer's weights
-from a layout made for it (``stream blocks``, see :mod:`speechkit.nn.fused_step_source`), so the
+from a layout made for it (``stream blocks``, see :mod:`speechkit.nn.stream_gemv_source`), so the
 step runs at close to the streaming rate.
 
 It needs the stream blocks: :func:`speechkit.infer.precision.apply_precision` keeps the linear
