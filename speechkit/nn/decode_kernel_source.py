@@ -95,12 +95,9 @@ static inline void axpy(float p, const T* row, float* out, int64_t D) {
 // next task's lines go out at 1.5x that pace (all of them by two thirds of the current task), so
 // the memory keeps streaming while the arithmetic runs: with an int4 cache batch-8 steps take
 // 7-11 % less time (docs/performance.md; at 1x or 2x the pace 1-3 % more than at 1.5x, at 0.75x
-// more still). Only for int8 and int4 caches (fetches_next_task): with a bf16 cache, 4x the bytes
+// more still). Only int8 and int4 caches fetch (NextTask::of): with a bf16 cache, 4x the bytes
 // of int4 for the same arithmetic, the fetches made batch 8 3 % slower. A default NextTask
 // fetches nothing.
-template <typename T>
-constexpr bool fetches_next_task() { return std::is_same<T, int8_t>::value || std::is_same<T, uint8_t>::value; }
-
 struct NextTask {
   const char* runs[4] = {nullptr, nullptr, nullptr, nullptr};
   int64_t left[4] = {0, 0, 0, 0};  // bytes of each run not fetched yet
@@ -117,6 +114,13 @@ struct NextTask {
       runs[i] = static_cast<const char*>(starts[i]);
       left[i] = starts[i] == nullptr || S <= 0 ? 0 : lengths[i];
     }
+  }
+  // The next task of a cache of T (element type of its rows); nothing to fetch for float caches.
+  template <typename T>
+  static NextTask of(const T* keys, const float* key_scales, const T* values, const float* value_scales, int64_t S,
+                     int64_t row_bytes) {
+    if (!std::is_same<T, int8_t>::value && !std::is_same<T, uint8_t>::value) return NextTask();
+    return NextTask(keys, key_scales, values, value_scales, S, row_bytes);
   }
   inline void fetch(int64_t bytes) {
     credit += bytes + bytes / 2;
@@ -568,8 +572,8 @@ static void run(const torch::Tensor& q, const torch::Tensor& k, const torch::Ten
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, h = task % H, nb = (task + 1) / H, nh = (task + 1) % H;
       NextTask next;
-      if (fetches_next_task<T>() && task + 1 < end && ks[2] == k.size(3) && vs[2] == v.size(3))  // rows contiguous
-        next = NextTask(k_data + nb * ks[0] + nh * ks[1], ksc == nullptr ? nullptr : ksc + nb * ksb + nh * ksh,
+      if (task + 1 < end && ks[2] == k.size(3) && vs[2] == v.size(3))  // rows contiguous
+        next = NextTask::of(k_data + nb * ks[0] + nh * ks[1], ksc == nullptr ? nullptr : ksc + nb * ksb + nh * ksh,
                         v_data + nb * vs[0] + nh * vs[1], vsc == nullptr ? nullptr : vsc + nb * vsb + nh * vsh, S,
                         row_bytes);
       attend<T>(q_data + (b * H + h) * D, k_data + b * ks[0] + h * ks[1], v_data + b * vs[0] + h * vs[1],

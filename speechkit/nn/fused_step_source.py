@@ -115,9 +115,9 @@ static void run_step(const std::vector<Layer>& layers, const float* final_w, con
         store_row(row + D, head.keys + at, head.key_scales == nullptr ? nullptr : head.key_scales + position, Dh);
         store_row(row + 2 * D, head.values + at, head.value_scales == nullptr ? nullptr : head.value_scales + position, Dh);
         NextTask next;
-        if (fetches_next_task<T>() && task + 1 < task_last) {  // its S positions (this step's is written when it runs)
+        if (task + 1 < task_last) {  // its S positions (this step's is written when it runs)
           const HeadCache<T> following = head_of(task + 1);
-          next = NextTask(following.keys, following.key_scales, following.values, following.value_scales, S, row_bytes);
+          next = NextTask::of<T>(following.keys, following.key_scales, following.values, following.value_scales, S, row_bytes);
         }
         attend<T>(row, head.keys, head.values, valid == nullptr ? nullptr : valid + slot * valid_stride, head.key_scales,
                   head.value_scales, S, Dh, cache.position_stride, cache.position_stride, scale,
