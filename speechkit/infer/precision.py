@@ -31,8 +31,12 @@ the compiled decoding kernel (:mod:`speechkit.nn.decode_kernel`) reads it direct
 quarters them: keys and values rounded to int8 with one scale per position and head
 (``max |x| / 127``), read by the same kernel; queries, scores and softmax stay fp32.
 
-Embeddings, norms and attention are untouched. Reduced precision changes the outputs slightly:
-``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed.
+Embeddings and norms are untouched. Attention over whole sequences (the NAR's passes) follows the
+precision unless ``attention`` says otherwise: bf16 and int8 models on CPU multiply its queries,
+keys, values and probabilities in bfloat16 with float32 sums (:mod:`speechkit.nn.bf16_attention`),
+fp32 models keep torch's float32 attention. Reduced precision changes the outputs slightly:
+``speechkit bench ar`` reports greedy token agreement against fp32 next to the speed, ``speechkit
+bench nar`` the share of codes equal to fp32's.
 
 ``compile=True`` (fp32 or bf16) runs the Transformer stacks of non-autoregressive models (the
 NAR) through ``torch.compile`` instead (:mod:`speechkit.infer.compiled`): their linear layers
@@ -50,6 +54,7 @@ from torch import nn
 
 from speechkit.errors import ConfigError
 from speechkit.infer.compiled import compile_module
+from speechkit.nn.attention import MultiHeadAttention
 from speechkit.nn.decode_kernel import compiled_kernels
 from speechkit.nn.fused_decode import FusedDecoder, pack_stream, quantize_stream, stream_linear, streamable_linears
 from speechkit.nn.lean_decode import direct_operator
@@ -62,6 +67,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 #: to :class:`~speechkit.nn.attention.KVCache`).
 KV_CACHES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.int8,
                                      "int4": torch.quint4x2}
+#: arithmetic of attention over whole sequences (:func:`apply_precision`'s ``attention``)
+ATTENTIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 
 def onednn_packing_available() -> bool:
@@ -224,9 +231,18 @@ def _quantize_int8(module: nn.Module) -> nn.Module:
         return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
+def _set_sequence_attention(module: nn.Module, arithmetic: str, skipped: frozenset[int] = frozenset()) -> int:
+    """Set ``sequence_precision`` of the attention layers of ``module`` (those not in ``skipped``, ids)
+    to ``arithmetic``; returns how many were set."""
+    layers = [child for child in module.modules() if isinstance(child, MultiHeadAttention) and id(child) not in skipped]
+    for layer in layers:
+        layer.sequence_precision = arithmetic
+    return len(layers)
+
+
 def apply_precision(
     module: nn.Module, precision: str = "fp32", *, pack: bool = True, kv_cache: str = "fp32", fused_step: bool = True,
-    compile: bool = False,
+    compile: bool = False, attention: str = "auto",
 ) -> nn.Module:
     """Prepare ``module`` for inference in ``precision`` (see the module docstring), in place.
 
@@ -244,14 +260,19 @@ def apply_precision(
         compile: run the Transformer stacks of a non-autoregressive model through
             ``torch.compile`` (:func:`compile_targets`, :mod:`speechkit.infer.compiled`); fp32 or
             bf16. The first call compiles (tens of seconds at paper size).
+        attention: the arithmetic of attention over whole sequences (the NAR's passes; decoding
+            steps and the AR prompt keep their paths): ``fp32`` (torch's attention), ``bf16``
+            (:func:`~speechkit.nn.bf16_attention.bf16_attention`: bfloat16 products, float32 sums;
+            about half the time on CPUs with AVX512-BF16, torch's attention elsewhere), or
+            ``auto``: bf16 for bf16 and int8 models on CPU, else fp32. Compiled stacks keep fp32.
 
     Returns:
         ``module`` (for chaining). The result is for inference only: no gradients flow through
         the swapped layers and it must not be moved to another device afterwards.
 
     Raises:
-        ConfigError: an unknown precision or KV-cache precision, int8 on a non-CPU device, or
-            int8 with ``compile``.
+        ConfigError: an unknown precision, KV-cache precision or attention arithmetic, int8 on a
+            non-CPU device, or int8 with ``compile``.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
@@ -260,9 +281,14 @@ def apply_precision(
     if compile and precision == "int8":
         raise ConfigError("compile works with precision fp32 or bf16; int8's dynamically quantised layers do not "
                           "compile. Drop compile, or choose bf16.")
+    if attention not in ATTENTIONS:
+        raise ConfigError(f"Unknown attention arithmetic {attention!r}; choose one of {', '.join(ATTENTIONS)}.")
     module.kv_cache_dtype = KV_CACHES[kv_cache]
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     module.eval()
+    if attention == "auto":
+        attention = "bf16" if precision in ("bf16", "int8") and device.type == "cpu" else "fp32"
+    _set_sequence_attention(module, attention)
     if precision == "int8":
         if device.type != "cpu":
             raise ConfigError(f"precision int8 (dynamic quantisation) runs on CPU only; the model is on {device}. "
@@ -286,5 +312,6 @@ def apply_precision(
         if streamed:
             fold_activations(module)
     for stack in compiled:
+        _set_sequence_attention(stack, "fp32")  # Inductor traces torch's attention, not the compiled kernel
         compile_module(stack)
     return module

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from speechkit.nn.bf16_attention_source import BF16_ATTENTION_SOURCE
 from speechkit.nn.decode_kernel_source import DECODE_KERNEL_SOURCE
 from speechkit.nn.fused_step_source import FUSED_STEP_SOURCE
 from speechkit.nn.stream_gemv_source import STREAM_GEMV_SOURCE
@@ -74,9 +75,9 @@ def _kernel() -> Any:
 
                 _module = load_inline(
                     name="speechkit_decode_attention",
-                    cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE],
+                    cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE + BF16_ATTENTION_SOURCE],
                     functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
-                               "stream_linear", "int8_stream_vectorized"],
+                               "stream_linear", "int8_stream_vectorized", "bf16_attention", "bf16_attention_supported"],
                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,
@@ -90,8 +91,9 @@ def _kernel() -> Any:
 
 
 def compiled_kernels() -> Any:
-    """The compiled extension (``decode_attention``, ``store_quantized``, ``int4_attention``, and ``fused_decode_step`` /
-    ``stream_linear`` of :mod:`speechkit.nn.fused_decode`), or None where it cannot be built or is disabled."""
+    """The compiled extension (``decode_attention``, ``store_quantized``, ``int4_attention``, ``fused_decode_step`` /
+    ``stream_linear`` of :mod:`speechkit.nn.fused_decode`, and ``bf16_attention`` of :mod:`speechkit.nn.bf16_attention`),
+    or None where it cannot be built or is disabled."""
     return _kernel()
 
 
