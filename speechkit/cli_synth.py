@@ -36,6 +36,9 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="run the NAR through torch.compile (fp32/bf16; the first sentence compiles it, "
                              "tens of seconds; worth it for many sentences)")
+    parser.add_argument("--attention", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="arithmetic of the NAR's attention: auto (default: bf16 products with --precision bf16 "
+                             "or int8 on CPU, else fp32), fp32, or bf16; see docs/performance.md")
 
 
 def _sampling(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,6 +94,7 @@ def _load_pipeline(args: argparse.Namespace) -> Any:
     from speechkit.infer import SynthesisOptions, VallexPipeline
 
     options = SynthesisOptions(precision=args.precision, kv_cache=args.kv_cache, compile=args.compile,
+                               attention=args.attention,
                                candidates=args.candidates,
                                candidate_temperature=args.candidate_temperature)
     return VallexPipeline.load(args.pack, options, device=args.device)

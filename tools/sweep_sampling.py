@@ -7,8 +7,9 @@ Synthesises the first ``--max-items`` test items of each task with the pipeline 
 A setting holds sampling options (``temperature``, ``top_k``, ``top_p``, ``seed``), best-of-N
 reranking (``candidates``, ``candidate_temperature``, ``candidate_top_k``, ``candidate_languages``
 as ``en+zh``), the LMs'
-inference ``precision`` (``fp32``/``bf16``/``int8``), ``kv_cache`` (``fp32``/``bf16``/``int8``) and
-``compile`` (``true``: the NAR through torch.compile; the pipeline is reloaded for these three) and options
+inference ``precision`` (``fp32``/``bf16``/``int8``), ``kv_cache`` (``fp32``/``bf16``/``int8``/``int4``),
+``compile`` (``true``: the NAR through torch.compile) and ``attention`` (``auto``/``fp32``/``bf16``, the NAR's;
+the pipeline is reloaded for these four) and options
 of the AR model's decoding (``ar.<field>`` of its Config, e.g. ``ar.advance_threshold=0.4`` for
 ``aligned_ar``). ``--nar-pack`` swaps the pipeline's NAR for another trained one (e.g. a variant
 trained with ``train_nar --run-name``), to compare NARs on the same AR outputs' settings.
@@ -44,7 +45,7 @@ def _boolean(value: str) -> bool:
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float, "seed": int, "precision": str, "kv_cache": str,
                  "candidates": int, "candidate_temperature": float, "candidate_top_k": int,
                  "candidate_languages": lambda value: value.split("+"),
-                 "compile": _boolean}
+                 "compile": _boolean, "attention": str}
 
 
 def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def load_nar(pack_dir: Path, evaluator: CheckpointEvaluator) -> Any:
 
     nar_lm = load_pack(pack_dir, kinds=["nar_lm"], device=evaluator.pipeline.device)["nar_lm"]
     options = evaluator.pipeline.options
-    return apply_precision(nar_lm.eval(), options.precision, compile=options.compile)
+    return apply_precision(nar_lm.eval(), options.precision, compile=options.compile, attention=options.attention)
 
 
 def main() -> int:
@@ -105,11 +106,11 @@ def main() -> int:
         setting = parse_setting(text, evaluator.pipeline.ar_lm.config)
         sampling = {key: value for key, value in setting.items() if not key.startswith("ar.")}
         infer = dataclasses.replace(evaluator.infer, **sampling)
-        if (infer.precision, infer.kv_cache, infer.compile) != precision:  # LMs are prepared in place: reload
+        if (infer.precision, infer.kv_cache, infer.compile, infer.attention) != precision:  # LMs are prepared in place: reload
             evaluator.pipeline = VallexPipeline.load(Path("exp") / "vallex_pack", infer.synthesis_options())
             if args.nar_pack:
                 evaluator.pipeline.nar_lm = load_nar(args.nar_pack, evaluator)
-            precision = (infer.precision, infer.kv_cache, infer.compile)
+            precision = (infer.precision, infer.kv_cache, infer.compile, infer.attention)
         ar_lm = evaluator.pipeline.ar_lm
         ar_config = ar_lm.config
         apply_ar_decoding(ar_lm, {key[3:]: value for key, value in setting.items() if key.startswith("ar.")})

@@ -16,7 +16,8 @@ from speechkit.utils.device import checked_device
 CPU_ONLY_PRECISIONS = ("int8",)
 
 
-def _csv(kind: type, choices: Sequence[str] | None = None) -> Any:
+def csv_list(kind: type, choices: Sequence[str] | None = None) -> Any:
+    """An argparse ``type``: "a,b,c" -> [kind(a), kind(b), kind(c)], each one of ``choices`` if given."""
     def parse(text: str) -> list[Any]:
         values = [kind(item) for item in text.split(",") if item.strip()]
         bad = [value for value in values if choices is not None and value not in choices]
@@ -32,13 +33,13 @@ def bench_parser(what: str, doc: str | None, *, batch: str = "1,8", precision: s
 
     parser = argparse.ArgumentParser(prog=f"speechkit bench {what}", description=(doc or "").split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--sizes", type=_csv(str, list(SIZES)), default="paper,default", help="model sizes")
-    parser.add_argument("--batch", type=_csv(int), default=batch, help="batch sizes")
-    parser.add_argument("--precision", type=_csv(str, PRECISIONS), default=argparse.SUPPRESS,
+    parser.add_argument("--sizes", type=csv_list(str, list(SIZES)), default="paper,default", help="model sizes")
+    parser.add_argument("--batch", type=csv_list(int), default=batch, help="batch sizes")
+    parser.add_argument("--precision", type=csv_list(str, PRECISIONS), default=argparse.SUPPRESS,
                         help=f"inference precisions (default {precision}; int8 runs on the CPU only, so a CUDA "
                              "device leaves it out)")
     parser.set_defaults(precision_default=precision)
-    parser.add_argument("--kv-cache", type=_csv(str, list(KV_CACHES)), default="fp32",
+    parser.add_argument("--kv-cache", type=csv_list(str, list(KV_CACHES)), default="fp32",
                         help=f"KV-cache precisions of AR decoding ({', '.join(KV_CACHES)})")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -56,7 +57,7 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     if any(b < 1 for b in args.batch) or args.output_seconds <= 0:
         raise ConfigError("--batch sizes must be >= 1 and --output-seconds > 0.")
     device = checked_device(args.device, "--device")
-    default = _csv(str, PRECISIONS)(vars(args).pop("precision_default"))
+    default = csv_list(str, PRECISIONS)(vars(args).pop("precision_default"))
     if "precision" not in vars(args):
         args.precision = [p for p in default if device.type == "cpu" or p not in CPU_ONLY_PRECISIONS]
     elif device.type != "cpu" and set(args.precision) & set(CPU_ONLY_PRECISIONS):

@@ -58,7 +58,8 @@ class InferConfig:
         batch_size, seed, temperature, top_k, top_p: synthesis (None: the AR model's config).
         max_prompt_seconds, sentence_pause_ms, precision: see :class:`~speechkit.infer.SynthesisOptions`
             (``precision``: ``fp32``, ``bf16`` or ``int8`` inference of the LMs; ``kv_cache``:
-            ``fp32``, ``bf16``, ``int8`` or ``int4`` AR cache; ``compile``: the NAR through ``torch.compile``;
+            ``fp32``, ``bf16``, ``int8`` or ``int4`` AR cache; ``compile``: the NAR through ``torch.compile``; ``attention``: ``auto``,
+            ``fp32`` or ``bf16`` arithmetic of the NAR's attention;
             ``ar_decoding``: options of the AR model's decoding set
             over its trained config, e.g. ``{advance_survival: 0.5}``).
         candidates, candidate_temperature, candidate_top_k, candidate_languages: best-of-N
@@ -79,6 +80,7 @@ class InferConfig:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     compile: bool = False
+    attention: str = "auto"
     ar_decoding: dict = dataclasses.field(default_factory=dict)
     candidates: int = 1
     candidate_temperature: float = 0.5
@@ -91,7 +93,7 @@ class InferConfig:
             max_prompt_seconds=self.max_prompt_seconds, sentence_pause_ms=self.sentence_pause_ms,
             batch_size=self.batch_size, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
             seed=self.seed, precision=self.precision, kv_cache=self.kv_cache, compile=self.compile,
-            ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
+            attention=self.attention, ar_decoding=as_plain_dict(self.ar_decoding) if self.ar_decoding else {},
             candidates=self.candidates, candidate_temperature=self.candidate_temperature,
             candidate_top_k=self.candidate_top_k,
             candidate_languages=list(self.candidate_languages) if self.candidate_languages is not None else None,

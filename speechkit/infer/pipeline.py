@@ -71,6 +71,8 @@ class SynthesisOptions:
             element; docs/performance.md).
         compile: run the NAR's Transformer through ``torch.compile`` (fp32/bf16; the first
             synthesis compiles it, tens of seconds; :mod:`speechkit.infer.compiled`).
+        attention: arithmetic of the NAR's attention: ``auto`` (bf16 products with bf16 and int8
+            precision on CPU, else fp32), ``fp32`` or ``bf16`` (:mod:`speechkit.nn.bf16_attention`).
         ar_decoding: decoding options of the AR model set over its trained config (fields of
             its ``Config``, e.g. ``{"advance_survival": 0.5}`` for ``aligned_ar``), see
             :func:`apply_ar_decoding`.
@@ -97,6 +99,7 @@ class SynthesisOptions:
     precision: str = "fp32"
     kv_cache: str = "fp32"
     compile: bool = False
+    attention: str = "auto"
     ar_decoding: dict[str, Any] = dataclasses.field(default_factory=dict)
     candidates: int = 1
     candidate_temperature: float = 0.5
@@ -181,7 +184,8 @@ class VallexPipeline:
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):
             if isinstance(model, torch.nn.Module):
-                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache, compile=self.options.compile)
+                apply_precision(model, self.options.precision, kv_cache=self.options.kv_cache, compile=self.options.compile,
+                                attention=self.options.attention)
 
     @classmethod
     def load(cls, pack_dir: str | Path, options: SynthesisOptions | None = None,

@@ -11,12 +11,14 @@ import torch
 
 from speechkit.bench.ar import GreedyReference, run as bench_ar
 from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
-from speechkit.bench.nar import output_seconds_for
+from speechkit.bench.nar import attention_arithmetic, output_seconds_for
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory
 from speechkit.cli import main
 from speechkit.errors import ConfigError
 from speechkit.infer.precision import apply_precision, int8_streams_vectorized, onednn_packing_available
+from speechkit.nn.attention import MultiHeadAttention
+from speechkit.nn.bf16_attention import bf16_attention_supported
 from speechkit.nn.decode_kernel import decode_kernel_available
 
 COMMON = ["--sizes", "tiny", "--threads", "1", "--output-seconds", "0.5"]
@@ -57,8 +59,9 @@ def test_bench_ar_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_bench_nar_and_e2e(tmp_path: Path) -> None:
-    nar = run_bench("nar", tmp_path, "--precision", "fp32,int8", "--positions", "260")
-    assert [row["precision"] for row in nar["rows"]] == ["fp32", "int8"]
+    nar = run_bench("nar", tmp_path, "--precision", "fp32,int8", "--positions", "260", "--attention", "fp32,bf16")
+    # the tiny size's head size (16) is not the bf16 kernel's: each precision runs once, in fp32 attention
+    assert [(row["precision"], row["attention"]) for row in nar["rows"]] == [("fp32", "fp32"), ("int8", "fp32")]
     assert all(abs(row["positions"] - 260) <= 2 and row["levels"] == 2 and row["nar_s"] > 0 for row in nar["rows"])
     assert nar["rows"][0]["code_agreement"] == 1.0
     e2e = run_bench("e2e", tmp_path, "--batch", "2", "--precision", "bf16", "--no-pack")
@@ -157,3 +160,15 @@ def test_peak_memory_sees_a_large_allocation(device: torch.device) -> None:
         time.sleep(0.05)
         del block
     assert memory.peak_mb is None or memory.peak_mb > 64
+
+
+def test_bench_nar_reports_the_attention_that_runs() -> None:
+    model = torch.nn.ModuleList([MultiHeadAttention(128, 2), MultiHeadAttention(128, 2)])
+    assert attention_arithmetic(model, torch.device("cpu")) == "fp32"
+    for layer in model:
+        layer.sequence_precision = "bf16"
+    assert attention_arithmetic(model, torch.device("cpu")) == ("bf16" if bf16_attention_supported(64) else "fp32")
+    assert attention_arithmetic(model, torch.device("cuda")) == "fp32"
+    model[0].sequence_precision = "fp32"
+    assert attention_arithmetic(model, torch.device("cpu")) == ("fp32/bf16" if bf16_attention_supported(64) else "fp32")
+    assert attention_arithmetic(torch.nn.Linear(2, 2), torch.device("cpu")) == "-"
