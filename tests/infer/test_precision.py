@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from speechkit.errors import ConfigError
-from speechkit.infer.precision import PackedLinear, apply_precision, onednn_packing_available
+from speechkit.infer.precision import PackedLinear, apply_precision, int8_streams_vectorized, onednn_packing_available
 from speechkit.nn.decode_kernel import decode_kernel_available
 from speechkit.nn.fused_decode import FusedDecoder, stream_weight
 from speechkit.registry import build
@@ -210,3 +210,40 @@ def test_nar_precision_paths_run(name: str, device: torch.device) -> None:
 def test_unknown_precision_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="fp32, bf16, int8"):
         apply_precision(tiny(), "fp16")
+
+
+@pytest.mark.skipif(not int8_streams_vectorized(), reason="int8 stream blocks need AVX512-VNNI or -BW and the kernels")
+@pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
+def test_int8_nar_streams_every_linear_layer_and_its_rows_do_not_depend_on_their_batch(name: str) -> None:
+    """int8 keeps every linear layer of a NAR as stream blocks (inputs quantised per row), and with
+    head size 64 its attention in bf16 products: a sequence's codes are the same alone and batched."""
+    torch.manual_seed(0)
+    model = build("nar_lm", {"name": name, "d_model": 128, "num_heads": 2, "num_layers": 2, "ffn_dim": 128,
+                             "dropout": 0.0}, **CONTEXT, num_quantizers=3).eval()
+    if name == "continuous_nar":
+        model.set_codewords(torch.randn(3, 16, model.config.feature_dim))
+    apply_precision(model, "int8")
+    assert not any(type(module) is nn.Linear for module in model.modules())
+    streamed = [module for module in model.modules() if isinstance(module, PackedLinear)]
+    assert streamed and all(module.stream_weight is not None and module.stream_weight.dtype == torch.int8 for module in streamed)
+    generator = torch.Generator().manual_seed(3)
+    phones, phone_lens = torch.randint(1, 20, (3, 9), generator=generator), torch.tensor([9, 4, 7])
+    langs = torch.zeros(3, 9, dtype=torch.long)
+    prompt, prompt_lens = torch.randint(0, 16, (3, 3, 10), generator=generator), torch.tensor([10, 6, 8])
+    level1, level1_lens = torch.randint(0, 16, (3, 12), generator=generator), torch.tensor([12, 5, 9])
+    with torch.inference_mode():
+        batched = model.generate_batch(phones, phone_lens, langs, prompt, prompt_lens, level1, level1_lens)
+        for row in range(3):
+            p, q, t = int(phone_lens[row]), int(prompt_lens[row]), int(level1_lens[row])
+            alone = model.generate_batch(phones[row : row + 1, :p], phone_lens[row : row + 1], langs[row : row + 1, :p],
+                                         prompt[row : row + 1, :, :q], prompt_lens[row : row + 1],
+                                         level1[row : row + 1, :t], level1_lens[row : row + 1])
+            assert torch.equal(alone[0, :, :t], batched[row, :, :t])
+
+
+def test_int8_without_the_fused_step_leaves_the_ar_decoder_to_torch_ao() -> None:
+    model = apply_precision(tiny(), "int8", fused_step=False)
+    stack_layers = [module for module in model.decoder.modules() if not isinstance(module, nn.ModuleList)]
+    assert not any(stream_weight(module) is not None for module in stack_layers)
+    assert stream_weight(model.head) is not None  # layers outside the stacks stay int8 stream blocks
+    assert not any(type(module) is nn.Linear for module in model.modules())
