@@ -301,7 +301,7 @@ def render_markdown(
     if sweeps:
         lines += ["", "## Comparisons (tools/sweep_sampling.py)", "",
                   "The first `--max-items` test items of each task, synthesised under each setting (sampling "
-                  "options, `ar.*` decoding options of the AR model, `precision`/`kv_cache`, or another NAR pack) "
+                  "options, `ar.*` decoding options of the AR model, `precision`/`kv_cache`/`attention`, or another NAR pack) "
                   "with the models of the pipeline pack when the sweep ran (an `ar-step<N>_` or `nar-step<N>_` "
                   "file-name prefix marks tables measured with an earlier AR or NAR; `nar-<run>_`, with a "
                   "`nar_pack` setting, another trained NAR) and scored like the curve.", *sweeps]
