@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from speechkit.bench.report import csv_list, bench_parser, finish, parse_common
+from speechkit.bench.report import bench_parser, csv_list, finish, parse_common
 from speechkit.bench.scenario import PHONES_PER_SECOND, BenchSize, Scenario, build_nar, get_size, make_scenario
 from speechkit.bench.timing import PeakMemory, timed, torch_threads, warm_up_runs
 from speechkit.errors import ConfigError
@@ -64,8 +64,11 @@ def attention_arithmetic(model: nn.Module, device: torch.device) -> str:
     """The arithmetic the model's attention over whole sequences runs in on ``device``: "bf16" where
     it is set to and the kernel runs (CPU, AVX512-BF16, head size 64 or 128), else "fp32" ("-"
     without attention layers; "fp32/bf16" if they differ)."""
-    found = {"bf16" if layer.sequence_precision == "bf16" and device.type == "cpu" and bf16_attention_supported(layer.head_dim)
-             else "fp32" for layer in model.modules() if isinstance(layer, MultiHeadAttention)}
+    layers = [layer for layer in model.modules() if isinstance(layer, MultiHeadAttention)]
+    def runs_bf16(layer: MultiHeadAttention) -> bool:
+        return layer.sequence_precision == "bf16" and device.type == "cpu" and bf16_attention_supported(layer.head_dim)
+
+    found = {"bf16" if runs_bf16(layer) else "fp32" for layer in layers}
     return "/".join(sorted(found, reverse=True)) or "-"
 
 
@@ -109,15 +112,15 @@ def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
             if batch in reference_codes:
                 row["code_agreement"] = float((codes[:, 1:] == reference_codes[batch][:, 1:]).float().mean())
             rows.append(row)
-            log(f"nar {size.name} {precision}{' compiled' if compiled else ''} attention {arithmetic} batch {batch}: {seconds:.2f} s "
-                f"over {row['positions']} positions")
+            log(f"nar {size.name} {precision}{' compiled' if compiled else ''} attention {arithmetic} batch {batch}: "
+                f"{seconds:.2f} s over {row['positions']} positions")
         del model
     return rows
 
 
-COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("compiled", "{}"), ("attention", "{}"), ("batch", "{}"), ("positions", "{}"),
-           ("levels", "{}"), ("nar_s", "{:.2f}"), ("compile_s", "{:.1f}"), ("rtf", "{:.3f}"), ("code_agreement", "{:.3f}"),
-           ("peak_memory_mb", "{:.0f}")]
+COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("compiled", "{}"), ("attention", "{}"),
+           ("batch", "{}"), ("positions", "{}"), ("levels", "{}"), ("nar_s", "{:.2f}"), ("compile_s", "{:.1f}"), ("rtf", "{:.3f}"),
+           ("code_agreement", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
