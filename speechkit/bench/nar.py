@@ -119,8 +119,8 @@ def bench_nar_size(size: BenchSize, *, batches: Sequence[int], precisions: Seque
 
 
 COLUMNS = [("size", "{}"), ("model", "{}"), ("precision", "{}"), ("compiled", "{}"), ("attention", "{}"),
-           ("batch", "{}"), ("positions", "{}"), ("levels", "{}"), ("nar_s", "{:.2f}"), ("compile_s", "{:.1f}"), ("rtf", "{:.3f}"),
-           ("code_agreement", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]
+           ("batch", "{}"), ("positions", "{}"), ("levels", "{}"), ("nar_s", "{:.2f}"), ("compile_s", "{:.1f}"),
+           ("rtf", "{:.3f}"), ("code_agreement", "{:.3f}"), ("peak_memory_mb", "{:.0f}")]
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
