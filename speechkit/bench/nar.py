@@ -62,7 +62,7 @@ def time_nar(model: nn.Module, scenario: Scenario, device: torch.device) -> tupl
 
 def attention_arithmetic(model: nn.Module, device: torch.device) -> str:
     """The arithmetic the model's attention over whole sequences runs in on ``device``: "bf16" where
-    it is set to and the kernel runs (CPU, AVX512-BF16, head size 64 or 128), else "fp32" ("-"
+    it is set to and the kernel runs (CPU, AVX512-BF16, see ``bf16_attention_supported``), else "fp32" ("-"
     without attention layers; "fp32/bf16" if they differ)."""
     layers = [layer for layer in model.modules() if isinstance(layer, MultiHeadAttention)]
     def runs_bf16(layer: MultiHeadAttention) -> bool:

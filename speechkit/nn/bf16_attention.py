@@ -12,8 +12,9 @@ about half the time of torch's float32 attention.
 
 :func:`~speechkit.infer.precision.apply_precision` turns it on for the attention layers of bf16
 and int8 models (``attention="auto"``), whose weights are already rounded as much; fp32 models
-keep torch's attention, and so does every model on CPUs without AVX512-BF16, with other head
-sizes than 64 and 128, with gradients, or where the compiled kernels cannot be built.
+keep torch's attention, and so does every model on CPUs without AVX512-BF16, with head sizes
+that are not a multiple of 32 up to 256, with gradients, or where the compiled kernels cannot be
+built.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ __all__ = ["bf16_attention", "bf16_attention_supported", "reference_bf16_attenti
 
 def bf16_attention_supported(head_dim: int) -> bool:
     """Whether :func:`bf16_attention` runs the compiled kernel here for this head size (AVX512-BF16
-    compiled in, head size 64 or 128); elsewhere it uses torch's attention in float32."""
+    compiled in, a head size that is a multiple of 32 up to 256); elsewhere it uses torch's attention
+    in float32."""
     kernel = compiled_kernels()
     return kernel is not None and bool(kernel.bf16_attention_supported(head_dim))
 

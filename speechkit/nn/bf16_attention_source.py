@@ -50,7 +50,7 @@ static void pack_head(const float* q, int64_t q_stride, const float* k, int64_t 
       if (i < N) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), bf16x16(q + i * q_stride + d, scaled));
       else _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_setzero_si256());
     }
-  alignas(64) uint32_t row[64];  // one key's P pairs
+  alignas(64) uint32_t row[128];  // one key's P pairs (head size <= 256)
   for (int64_t s = 0; s < blocks * kKeyBlock; ++s) {
     for (int64_t d = 0; d < Dh; d += 16)
       _mm256_store_si256(reinterpret_cast<__m256i*>(row + d / 2), s < S ? bf16x16(k + s * k_stride + d, one) : _mm256_setzero_si256());
@@ -169,10 +169,11 @@ static void attend_group(const Head& head, int64_t i0, int64_t N, int64_t S, con
 
 }  // namespace bf16attn
 
-// Whether bf16_attention runs here (AVX512-BF16 compiled in) for this head size (64 or 128).
+// Whether bf16_attention runs here (AVX512-BF16 compiled in) for this head size (a multiple of 32
+// up to 256: the value tiles take 32 elements at a time).
 bool bf16_attention_supported(int64_t head_dim) {
 #if defined(__AVX512BF16__)
-  return head_dim == 64 || head_dim == 128;
+  return head_dim > 0 && head_dim % 32 == 0 && head_dim <= 256;
 #else
   (void)head_dim;
   return false;
@@ -186,7 +187,7 @@ bool bf16_attention_supported(int64_t head_dim) {
 torch::Tensor bf16_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, c10::optional<torch::Tensor> mask) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q, k, v must be [batch, heads, positions, head_dim]");
   const int64_t B = q.size(0), H = q.size(1), N = q.size(2), Dh = q.size(3), S = k.size(2);
-  TORCH_CHECK(bf16_attention_supported(Dh), "bf16_attention needs AVX512-BF16 and head size 64 or 128");
+  TORCH_CHECK(bf16_attention_supported(Dh), "bf16_attention needs AVX512-BF16 and a head size that is a multiple of 32 up to 256");
   TORCH_CHECK(k.sizes() == v.sizes() && k.size(0) == B && k.size(1) == H && k.size(3) == Dh, "q, k, v shapes disagree");
   for (const auto* t : {&q, &k, &v})
     TORCH_CHECK(t->scalar_type() == torch::kFloat && t->device().is_cpu() && t->stride(3) == 1,
@@ -231,10 +232,19 @@ torch::Tensor bf16_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, 
       const int64_t task = work / groups, b = task / H, h = task % H, i0 = (work % groups) * bf16attn::kGroup;
       const bool* m = mask_data == nullptr ? nullptr : mask_data + b * mb + h * mh;
       float* o = op + b * N * H * Dh + h * Dh;
-      if (Dh == 64)
-        bf16attn::attend_group<32>(head_of(task), i0, N, S, m, mn, o, H * Dh, scores.data(), probabilities.data());
-      else
-        bf16attn::attend_group<64>(head_of(task), i0, N, S, m, mn, o, H * Dh, scores.data(), probabilities.data());
+      const bf16attn::Head head = head_of(task);
+      float* sp = scores.data();
+      uint32_t* pp = probabilities.data();
+      switch (Dh) {  // the score tile's loop over element pairs, unrolled per head size
+        case 32: bf16attn::attend_group<16>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 64: bf16attn::attend_group<32>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 96: bf16attn::attend_group<48>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 128: bf16attn::attend_group<64>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 160: bf16attn::attend_group<80>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 192: bf16attn::attend_group<96>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        case 224: bf16attn::attend_group<112>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+        default: bf16attn::attend_group<128>(head, i0, N, S, m, mn, o, H * Dh, sp, pp); break;
+      }
     }
   }
 #endif
