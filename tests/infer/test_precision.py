@@ -226,6 +226,9 @@ def test_int8_nar_streams_every_linear_layer_and_its_rows_do_not_depend_on_their
     assert not any(type(module) is nn.Linear for module in model.modules())
     streamed = [module for module in model.modules() if isinstance(module, PackedLinear)]
     assert streamed and all(module.stream_weight is not None and module.stream_weight.dtype == torch.int8 for module in streamed)
+    # the feed-forward blocks' GELU is applied by their first layer as it writes its outputs
+    assert not any(type(module) is nn.GELU for module in model.encoder.modules())
+    assert sum(module.activation == "gelu" for module in streamed) >= 2
     generator = torch.Generator().manual_seed(3)
     phones, phone_lens = torch.randint(1, 20, (3, 9), generator=generator), torch.tensor([9, 4, 7])
     langs = torch.zeros(3, 9, dtype=torch.long)
@@ -247,3 +250,10 @@ def test_int8_without_the_fused_step_leaves_the_ar_decoder_to_torch_ao() -> None
     assert not any(stream_weight(module) is not None for module in stack_layers)
     assert stream_weight(model.head) is not None  # layers outside the stacks stay int8 stream blocks
     assert not any(type(module) is nn.Linear for module in model.modules())
+
+
+@pytest.mark.skipif(not int8_streams_vectorized(), reason="int8 stream blocks need AVX512-VNNI or -BW and the kernels")
+def test_the_fused_steps_stacks_keep_their_gelu() -> None:
+    model = apply_precision(tiny(), "int8")
+    assert any(type(module) is nn.GELU for module in model.decoder.modules())  # the fused step reads it
+    assert FusedDecoder.prepared(model.decoder)
