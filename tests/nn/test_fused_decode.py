@@ -365,3 +365,21 @@ def test_switching_the_fused_step_off_keeps_the_onednn_layers(monkeypatch: pytes
     monkeypatch.setenv("SPEECHKIT_FUSED_DECODE", "0")
     model = packed_stack()
     assert all(stream_weight(module) is None for module in model.modules())
+
+
+@pytest.mark.skipif(not decode_kernel_available(), reason="the compiled kernels cannot be built here")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int8])
+def test_many_rows_over_long_inputs_give_each_rows_own_result(dtype: torch.dtype) -> None:
+    """More than 8 rows take each block in chunks of 1024 elements (256 KB of fp32 weights); a row's
+    outputs are still one chain of multiply-adds in input order: the same bits as the row alone."""
+    generator = torch.Generator().manual_seed(5)
+    inputs = 4 * 1024 + 300 if dtype == torch.int8 else 2 * 1024 + 300  # 3 / 2-3 chunks of elements
+    weight, bias = torch.randn(70, inputs, generator=generator) / 30, torch.randn(70, generator=generator)
+    x = torch.randn(23, inputs, generator=generator)
+    blocks, terms = quantize_stream(weight, bias) if dtype == torch.int8 else (pack_stream(weight, dtype), bias)
+    with torch.inference_mode():
+        together = stream_linear(x, blocks, terms)
+        alone = torch.cat([stream_linear(x[row : row + 1], blocks, terms) for row in range(23)])
+    assert torch.equal(together, alone)
+    expected = torch.nn.functional.linear(x, weight, bias)
+    assert float((together - expected).abs().max() / expected.abs().max()) < 0.02
