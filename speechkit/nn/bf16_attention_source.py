@@ -20,6 +20,8 @@ torch's attention.
 """
 
 BF16_ATTENTION_SOURCE = r"""
+#include <memory>
+
 namespace bf16attn {
 
 #if defined(__AVX512BF16__)
@@ -208,9 +210,10 @@ torch::Tensor bf16_attention(torch::Tensor q, torch::Tensor k, torch::Tensor v, 
   const int64_t padded = blocks * bf16attn::kKeyBlock;
   const int64_t query_words = groups * bf16attn::kGroup * P, key_words = blocks * P * bf16attn::kKeyBlock, value_words = padded / 2 * Dh;
   const int64_t head_words = query_words + key_words + value_words;
-  std::vector<uint32_t> packed(static_cast<size_t>(B * H * head_words));
+  // every word is written by pack_head (padding included), so the buffer is not zeroed first
+  const std::unique_ptr<uint32_t[]> packed(new uint32_t[static_cast<size_t>(B * H * head_words)]);
   const auto head_of = [&](int64_t task) {
-    uint32_t* base = packed.data() + task * head_words;
+    uint32_t* base = packed.get() + task * head_words;
     return bf16attn::Head{base, base + query_words, base + query_words + key_words};
   };
   const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
