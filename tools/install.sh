@@ -2,7 +2,7 @@
 # Turn a fresh machine into a working speechkit environment. Idempotent: when everything is
 # already there it only checks (a few seconds).
 #
-#   bash tools/install.sh            # Debian packages, .venv, torch (CPU, pinned), speechkit[all], NLTK data
+#   bash tools/install.sh            # Debian packages, .venv, torch (CPU, pinned), speechkit[all], NLTK data, CPU kernels
 #   SPEECHKIT_VENV=/path bash tools/install.sh   # another venv location
 #   SPEECHKIT_EXTRAS=text,test bash tools/install.sh   # fewer extras
 #   SPEECHKIT_WITH_ENCODEC=1 bash tools/install.sh      # also the EnCodec plugin (torchaudio-free)
@@ -52,4 +52,7 @@ fi
 if "$venv/bin/python" -c "import speechkit.text.nltk_data" 2>/dev/null; then
   "$venv/bin/python" -m speechkit.text.nltk_data >/dev/null
 fi
+# 6. The compiled CPU kernels (decoding attention, fused step): built now instead of on the first
+#    synthesis (30-60 s), cached under ~/.cache/torch_extensions; without a compiler torch is used.
+"$venv/bin/python" -m speechkit.nn.build_kernels >&2 || log "CPU kernels not built: inference runs on torch's operations"
 log "ok: $venv (activate with: source $venv/bin/activate)"

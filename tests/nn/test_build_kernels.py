@@ -1,0 +1,25 @@
+"""``python -m speechkit.nn.build_kernels`` (run by tools/install.sh)."""
+from __future__ import annotations
+
+import pytest
+
+from speechkit.nn import build_kernels, decode_kernel
+
+
+def test_builds_and_says_where(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_kernels.main() == 0, "a C++ compiler and ninja are installed by tools/install.sh"
+    out = capsys.readouterr().out
+    assert out.startswith("speechkit CPU kernels: ready in ")
+    assert "speechkit_decode_attention" in out and decode_kernel.compiled_kernels() is not None
+
+
+def test_disabled_kernels_are_reported_not_built(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SPEECHKIT_DECODE_KERNEL", "0")
+    assert build_kernels.main() == 1
+    assert "disabled by SPEECHKIT_DECODE_KERNEL=0" in capsys.readouterr().out
+
+
+def test_a_failed_build_is_reported(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(build_kernels, "compiled_kernels", lambda: None)
+    assert build_kernels.main() == 1
+    assert "not built" in capsys.readouterr().out
