@@ -41,10 +41,12 @@ operations. Inference only: no autograd.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -60,6 +62,25 @@ _module: Any = None
 _failed = False
 
 
+@contextlib.contextmanager
+def _interpreter_ninja_first() -> Iterator[None]:
+    """While building: PATH starts with this interpreter's scripts folder when a ``ninja`` is there
+    (a venv's, from pip). torch runs whichever ``ninja`` PATH finds first, and two ninja versions
+    (the venv's and /usr/bin's) do not trust each other's build log, so each rebuilt the kernels
+    (30-60 s) after the other had built them: an activated shell and ``.venv/bin/python`` (as
+    tools/test.sh and tools/install.sh run it) took turns rebuilding."""
+    scripts = os.path.dirname(sys.executable)
+    if not os.path.isfile(os.path.join(scripts, "ninja")):
+        yield
+        return
+    before = os.environ.get("PATH", "")
+    os.environ["PATH"] = scripts + os.pathsep + before
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
 def _kernel() -> Any:
     """The compiled extension, built on first use; None where it cannot be built or is disabled."""
     global _module, _failed
@@ -73,15 +94,16 @@ def _kernel() -> Any:
             try:
                 from torch.utils.cpp_extension import load_inline
 
-                _module = load_inline(
-                    name="speechkit_decode_attention",
-                    cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE + BF16_ATTENTION_SOURCE],
-                    functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
-                               "stream_linear", "int8_stream_vectorized", "bf16_attention", "bf16_attention_supported"],
-                    extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                    extra_ldflags=["-fopenmp"],
-                    verbose=False,
-                )
+                with _interpreter_ninja_first():
+                    _module = load_inline(
+                        name="speechkit_decode_attention",
+                        cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE + BF16_ATTENTION_SOURCE],
+                        functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
+                                   "stream_linear", "int8_stream_vectorized", "bf16_attention", "bf16_attention_supported"],
+                        extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                        extra_ldflags=["-fopenmp"],
+                        verbose=False,
+                    )
             except Exception as error:  # no compiler / ninja / headers: the torch path is used instead
                 _failed = True
                 log.warning("decode attention kernel unavailable (%s: %s); using torch's attention instead. "

@@ -1,6 +1,8 @@
 """``python -m speechkit.nn.build_kernels`` (run by tools/install.sh)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from speechkit.nn import build_kernels, decode_kernel
@@ -23,3 +25,18 @@ def test_a_failed_build_is_reported(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     monkeypatch.setattr(build_kernels, "compiled_kernels", lambda: None)
     assert build_kernels.main() == 1
     assert "not built" in capsys.readouterr().out
+
+
+def test_builds_use_the_ninja_next_to_the_interpreter(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Two ninja versions on one machine (a venv's and /usr/bin's) rebuilt after each other, so the
+    build puts the interpreter's own first on PATH, and only while it builds."""
+    scripts = tmp_path / "bin"
+    scripts.mkdir()
+    monkeypatch.setattr(decode_kernel.sys, "executable", str(scripts / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin")
+    with decode_kernel._interpreter_ninja_first():
+        assert os.environ["PATH"] == "/usr/bin"  # no ninja there: PATH as it was
+    (scripts / "ninja").write_text("")
+    with decode_kernel._interpreter_ninja_first():
+        assert os.environ["PATH"].split(os.pathsep) == [str(scripts), "/usr/bin"]
+    assert os.environ["PATH"] == "/usr/bin"
