@@ -17,6 +17,7 @@ import dataclasses
 import re
 
 from speechkit.errors import TextError
+from speechkit.text.scripts import check_letters, is_latin
 
 _PIECE_RE = re.compile(
     r"(?P<zh>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff〇]+)"
@@ -66,7 +67,8 @@ def split_language_runs(text: str, default_lang: str | None = None) -> list[Run]
             for numbers that have no word to attach to.
 
     Raises:
-        TextError: the text has no letters and no ``default_lang`` was given.
+        TextError: the text has no Chinese characters or Latin letters and no ``default_lang`` was
+            given (letters of other scripts are named).
     """
     pieces = _classify(text)
     labels: list[str | None] = []
@@ -79,6 +81,7 @@ def split_language_runs(text: str, default_lang: str | None = None) -> list[Run]
             labels.append(None)
     if not any(labels):
         if default_lang is None:
+            check_letters(text, is_latin, "Language detection", "Chinese characters or Latin letters")
             raise TextError(f"Cannot tell the language of {text!r}: it has no letters; pass a language.")
         return [Run(text, default_lang)] if text.strip() else []
     first = next(label for label in labels if label)

@@ -1,6 +1,8 @@
 """``g2p_en`` frontend: English text -> ARPAbet phones with stress (``en:AH0``, ``en:K``...).
 
-Pipeline: :func:`~speechkit.text.english.normalize_english` -> tokens (words, with hyphenated
+Pipeline: :func:`~speechkit.text.english.normalize_english` -> Latin letters in ASCII (accents
+dropped, ``ß`` -> ``ss``: :func:`~speechkit.text.scripts.ascii_latin`; letters of other scripts
+are a :class:`~speechkit.errors.TextError` that names them) -> tokens (words, with hyphenated
 words split and apostrophes kept) -> a part-of-speech tag per word (NLTK's tagger on the offline
 data of :mod:`speechkit.text.nltk_data`, refined from context by
 :mod:`speechkit.text.english_homographs`) -> per word: homograph rule, acronym spelling, CMU
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from typing import Any, Sequence
 
 from speechkit.errors import MissingDependencyError, TextError
@@ -24,6 +25,7 @@ from speechkit.text.boundaries import collapse_boundaries, punctuation_phone
 from speechkit.text.english import normalize_english
 from speechkit.text.english_homographs import homograph_pronunciation, refine_tag
 from speechkit.text.nltk_data import ensure_nltk_data
+from speechkit.text.scripts import ascii_latin, check_letters
 
 LANG = "en"
 #: ARPAbet phones with stress: the full inventory this frontend can emit.
@@ -93,7 +95,8 @@ class EnglishFrontend(Frontend):
     def phonemize(self, text: str, lang: str | None = None) -> PhoneSequence:
         self._check_lang(lang)
         # hyphenated words are read as separate words, without a pause
-        normalized = _HYPHEN_IN_WORD_RE.sub(" ", _strip_accents(self.normalize(text)))
+        normalized = _HYPHEN_IN_WORD_RE.sub(" ", ascii_latin(self.normalize(text)))
+        check_letters(normalized, _is_ascii_letter, "The g2p_en (English) frontend", "Latin letters")
         tokens = _TOKEN_RE.findall(normalized)
         words = [token for token in tokens if token[0].isalpha()]
         tags = [tag for _, tag in self._pos_tag([w.lower() for w in words])] if words else []
@@ -158,9 +161,9 @@ class EnglishFrontend(Frontend):
             raise TextError(f"The g2p_en frontend handles English ('en') only, not {lang!r}.")
 
 
-def _strip_accents(text: str) -> str:
-    """``café`` -> ``cafe``: the dictionary and the neural model know ASCII letters only."""
-    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+def _is_ascii_letter(char: str) -> bool:
+    """The dictionary and the neural model know ASCII letters only (see :func:`ascii_latin`)."""
+    return char.isascii()
 
 
 def _possessive_suffix(last_phone: str) -> list[str]:

@@ -10,7 +10,8 @@ Phone conventions (strict pinyin finals, so the zero initial is consistent): a s
 an initial emits only its final (要 yao4 -> ``iao4``, 为 wei4 -> ``uei4``, 鱼 yu2 -> ``v2``); ü is
 ``v``; the apical vowel after z/c/s is ``ii`` and after zh/ch/sh/r is ``iii`` (是 -> ``sh iii4``),
 so it never shares a phone with the ``i`` of 你. Latin letters are not Mandarin and are skipped
-here; the ``multilingual`` frontend sends them to an English frontend.
+here; the ``multilingual`` frontend sends them to an English frontend. Letters of other scripts
+(kana, hangul, Cyrillic...) are a :class:`~speechkit.errors.TextError` that names them.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from speechkit.registry import FRONTEND
 from speechkit.text.boundaries import collapse_boundaries, punctuation_phone
 from speechkit.text.chinese import normalize_chinese
 from speechkit.text.mandarin_sandhi import Word, apply_sandhi
+from speechkit.text.scripts import check_letters, is_latin
 
 LANG = "zh"
 INITIALS = tuple("b p m f d t n l g k h j q x zh ch sh r z c s".split())
@@ -35,6 +37,12 @@ FINALS = tuple(
 )
 TONES = (1, 2, 3, 4, 5)
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff〇]+")
+
+
+def _is_readable(char: str) -> bool:
+    """Chinese characters, and Latin letters (skipped here, read by the multilingual frontend's
+    English frontend); other scripts' letters are a TextError."""
+    return _HAN_RE.fullmatch(char) is not None or is_latin(char)
 
 
 def _import_pinyin_tools() -> tuple[Any, Any]:
@@ -118,8 +126,10 @@ class MandarinFrontend(Frontend):
 
     def phonemize(self, text: str, lang: str | None = None) -> PhoneSequence:
         self._check_lang(lang)
+        normalized = self.normalize(text)
+        check_letters(normalized, _is_readable, "The pypinyin (Mandarin) frontend", "Chinese characters")
         phones: list[Phone] = []
-        for piece in re.split(r"(\s+|[^\s\w])", self.normalize(text)):
+        for piece in re.split(r"(\s+|[^\s\w])", normalized):
             if not piece or piece.isspace():
                 continue
             boundary = punctuation_phone(piece) if len(piece) == 1 else None

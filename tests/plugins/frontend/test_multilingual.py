@@ -57,3 +57,9 @@ def test_config_errors(nltk_data) -> None:
 
 def test_empty_languages_mean_english_and_mandarin(nltk_data) -> None:
     assert tuple(build("frontend", {"name": "multilingual", "languages": {}}).languages) == ("en", "zh")
+
+
+@pytest.mark.parametrize("text", ["Привет, my friend", "Hello こんにちは 你好", "你好 안녕"])
+def test_letters_of_other_scripts_are_an_error_not_a_crash(multilingual: Frontend, text: str) -> None:
+    with pytest.raises(TextError, match="cannot read the letters"):
+        multilingual.phonemize(text)
