@@ -52,8 +52,9 @@ class SynthesisOptions:
     """Pipeline options that are not model weights.
 
     Attributes:
-        max_prompt_seconds: longer prompts keep their first this-many seconds (0 = no limit);
-            the transcript should then describe only that part.
+        max_prompt_seconds: longer prompts keep their first this-many seconds (0 = no limit), with
+            a warning; a given transcript should then describe only that part (S2ST recognises the
+            prompt's phones in the kept part).
         min_prompt_seconds: shorter prompt audio is an error (too little voice to clone).
         min_output_seconds: a shorter AR output is no speech (and too short for some codecs'
             decoders): the result is empty, with stop reason ``empty``.
@@ -267,15 +268,21 @@ class VallexPipeline:
     def prompt_from_phones(self, wav: np.ndarray | torch.Tensor, sample_rate: int, phones: Sequence[str],
                            lang: str, text: str = "") -> VoicePrompt:
         """Like :meth:`make_voice_prompt` with the transcript already as phone tokens (S2ST)."""
-        samples = _check_wav(wav, sample_rate, "prompt audio", self.options.min_prompt_seconds)
-        limit = self.options.max_prompt_seconds
-        if limit > 0 and len(samples) > limit * sample_rate:
-            log.warning("prompt audio is %.1f s; keeping its first %.1f s (max_prompt_seconds)",
-                        len(samples) / sample_rate, limit)
-            samples = samples[: int(limit * sample_rate)]
+        samples = self._cropped_prompt(_check_wav(wav, sample_rate, "prompt audio", self.options.min_prompt_seconds),
+                                       sample_rate, "its transcript should say only what they say")
         codes = self.encode_audio(samples, sample_rate, "prompt audio")
         return VoicePrompt(codes=codes, phones=list(phones) or [BOUNDARY], lang=lang, text=text,
                            codec=self.codec.registered_name, frame_rate=float(self.codec.frame_rate))
+
+    def _cropped_prompt(self, samples: np.ndarray, sample_rate: int, transcript_note: str) -> np.ndarray:
+        """The first ``max_prompt_seconds`` of float32[S] prompt audio (a warning when it crops)."""
+        limit = self.options.max_prompt_seconds
+        if limit <= 0 or len(samples) <= limit * sample_rate:
+            return samples
+        log.warning("prompt audio is %.1f s; keeping its first %.1f s (max_prompt_seconds): %s. To choose "
+                    "the part, cut the audio yourself (e.g. sox in.wav out.wav trim 0 %g).",
+                    len(samples) / sample_rate, limit, transcript_note, limit)
+        return samples[: int(limit * sample_rate)]
 
     def check_prompt(self, prompt: VoicePrompt) -> VoicePrompt:
         """``prompt`` if it fits this pipeline's codec (levels and code range).
@@ -551,8 +558,9 @@ class VallexPipeline:
 
         Without texts, the ST frontend recognises the source phones (the prompt transcript) and
         translates them into ``target_lang`` (default: the other language). With ``source_text``
-        and ``target_text`` (the oracle path) the frontend phonemises them instead. The whole
-        source utterance is the voice prompt (up to ``max_prompt_seconds``).
+        and ``target_text`` (the oracle path) the frontend phonemises them instead. The source
+        utterance is the voice prompt; one longer than ``max_prompt_seconds`` is cropped to it, and
+        without texts its prompt phones are then recognised in the part kept.
 
         Returns:
             (request, info) with ``source_lang``, ``target_lang``, ``source_phones``,
@@ -567,6 +575,7 @@ class VallexPipeline:
             source_phones, source_lang = self.phonemize(source_text, source_lang)  # type: ignore[arg-type]
             target_lang = target_lang or self._other_language(source_lang)
             target_phones, _ = self.phonemize(target_text, target_lang)  # type: ignore[arg-type]
+            prompt = self.prompt_from_phones(wav, sample_rate, source_phones, source_lang, source_text)  # type: ignore[arg-type]
         else:
             if self.st_frontend is None:
                 raise ConfigError("This pipeline pack has no st_frontend, so S2ST needs source_text and "
@@ -582,7 +591,11 @@ class VallexPipeline:
             target_phones = [phone.token for phone in self.st_frontend.translate(tensor, int(sample_rate), target_lang)]
             if dominant_language(target_phones) is None:
                 raise TextError(f"The ST frontend produced no {target_lang} phones for the source speech.")
-        prompt = self.prompt_from_phones(wav, sample_rate, source_phones, source_lang, source_text or "")
+            # the voice prompt: at most max_prompt_seconds, with the phones recognised in what it keeps
+            kept = self._cropped_prompt(samples, int(sample_rate), "the prompt's phones are recognised in them")
+            prompt_phones = source_phones if len(kept) == len(samples) else [
+                phone.token for phone in self.st_frontend.recognize(torch.from_numpy(kept), int(sample_rate))]
+            prompt = self.prompt_from_phones(kept, sample_rate, prompt_phones, source_lang)
         info = {"source_lang": source_lang, "target_lang": target_lang, "source_phones": source_phones,
                 "target_phones": target_phones, "oracle": oracle}
         return SynthesisRequest(prompt, target_phones, target_lang, target_lang), info

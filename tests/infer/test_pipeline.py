@@ -341,3 +341,19 @@ def test_candidates_need_an_st_frontend_and_a_positive_count(pipeline: VallexPip
     with pytest.raises(ConfigError, match="candidates must be >= 1"):
         VallexPipeline(pipeline.frontend, pipeline.phone_table, pipeline.codec, pipeline.ar_lm, pipeline.nar_lm,
                        options=SynthesisOptions(candidates=0))
+
+
+def test_a_cropped_s2st_prompt_gets_the_phones_recognised_in_what_it_keeps(
+    pipeline: VallexPipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The prompt's phones must match its audio: recognised in the kept part, not the whole source."""
+    source = synthetic_voice(1.5, 120).numpy()
+    monkeypatch.setattr(pipeline.options, "max_prompt_seconds", 0.5)
+    with caplog.at_level("WARNING", logger="speechkit.infer"):
+        request, info = pipeline.speech_request(source, 16000, "en")
+    assert "keeping its first 0.5 s" in caplog.text and "sox in.wav out.wav trim 0 0.5" in caplog.text
+    kept = torch.from_numpy(source[:8000])
+    assert abs(request.prompt.seconds - 0.5) < 0.05
+    assert request.prompt.phones == ([p.token for p in pipeline.st_frontend.recognize(kept, 16000)] or ["<sil>"])
+    assert info["source_phones"] == [p.token for p in pipeline.st_frontend.recognize(torch.from_numpy(source), 16000)]
+    assert request.prompt.phones != info["source_phones"]  # the whole source says more than its first 0.5 s
