@@ -134,6 +134,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="arithmetic of the NAR's attention (auto: bf16 for bf16/int8 on CPU, else fp32; "
                              "fp32: torch's; bf16: bfloat16 products); several are timed in turn")
     args = parse_common(parser, argv)
+    if args.positions < 0:
+        raise ConfigError(f"--positions {args.positions}: give a sequence length > 0, or 0 to use --output-seconds.")
     device = torch.device(args.device)
     rows: list[dict[str, Any]] = []
     with torch_threads(args.threads):

@@ -56,6 +56,8 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
     args = parser.parse_args(argv)
     if any(b < 1 for b in args.batch) or args.output_seconds <= 0:
         raise ConfigError("--batch sizes must be >= 1 and --output-seconds > 0.")
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads}: give a number of threads >= 1, or 0 for torch's default.")
     device = checked_device(args.device, "--device")
     default = csv_list(str, PRECISIONS)(vars(args).pop("precision_default"))
     if "precision" not in vars(args):

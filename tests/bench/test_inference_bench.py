@@ -11,7 +11,7 @@ import torch
 
 from speechkit.bench.ar import GreedyReference, run as bench_ar
 from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
-from speechkit.bench.nar import attention_arithmetic, output_seconds_for
+from speechkit.bench.nar import attention_arithmetic, output_seconds_for, run as bench_nar
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory
 from speechkit.cli import main
@@ -152,6 +152,10 @@ def test_bad_options_are_clear() -> None:
         output_seconds_for(get_size("paper"), 100)
     with pytest.raises(ConfigError, match="Unknown benchmark size"):
         get_size("huge")
+    with pytest.raises(ConfigError, match="--threads -1"):
+        bench_ar(["--threads", "-1"])
+    with pytest.raises(ConfigError, match="--positions -3"):
+        bench_nar(["--positions", "-3"])
 
 
 def test_peak_memory_sees_a_large_allocation(device: torch.device) -> None:
