@@ -38,6 +38,7 @@ from speechkit.interfaces.codec import Codec
 from speechkit.interfaces.frontend import BOUNDARY, Frontend
 from speechkit.interfaces.lm import ARLanguageModel, NARLanguageModel
 from speechkit.interfaces.st import STFrontend
+from speechkit.nn.sampling import check_sampling
 from speechkit.text.languages import LANGUAGES, NEUTRAL, language_id, token_language, token_language_ids
 from speechkit.text.phone_table import PhoneTable
 from speechkit.utils.device import checked_device
@@ -181,6 +182,10 @@ class VallexPipeline:
         self.options = options or SynthesisOptions()
         if self.options.candidates < 1:
             raise ConfigError(f"candidates must be >= 1 (1 = no reranking), got {self.options.candidates}.")
+        if self.options.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.options.batch_size}.")
+        check_sampling(self.options.temperature, self.options.top_k, self.options.top_p, "synthesis options")
+        check_sampling(self.options.candidate_temperature, self.options.candidate_top_k, what="synthesis options (candidates)")
         self.device = _device_of(ar_lm)
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):
@@ -370,10 +375,11 @@ class VallexPipeline:
         :class:`SynthesisOptions`).
 
         Raises:
-            ConfigError: ``batch_size < 1``; candidates without an ST frontend to rank them.
+            ConfigError: ``batch_size < 1``; sampling settings out of range (a negative
+                temperature or top_k, top_p outside (0, 1]); candidates without an ST frontend.
         """
         opts = self.options
-        batch_size = batch_size or opts.batch_size
+        batch_size = opts.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         sampling = {
@@ -381,6 +387,7 @@ class VallexPipeline:
             "top_k": opts.top_k if top_k is None else top_k,
             "top_p": opts.top_p if top_p is None else top_p,
         }
+        check_sampling(**sampling)
         seed = opts.seed if seed is None else seed
         generator = torch.Generator(device=self.device).manual_seed(int(seed)) if seed is not None else None
         results = self._decode_sorted(list(requests), sampling, generator, batch_size)

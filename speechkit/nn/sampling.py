@@ -3,6 +3,20 @@ from __future__ import annotations
 
 import torch
 
+from speechkit.errors import ConfigError
+
+
+def check_sampling(temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
+                   what: str = "sampling") -> None:
+    """Raise :class:`ConfigError` for settings :func:`sample_tokens` cannot mean (None = not set):
+    a negative temperature (0 is greedy) or top_k (0 keeps all, 1 is greedy), a top_p outside (0, 1]."""
+    if temperature is not None and not temperature >= 0:
+        raise ConfigError(f"{what}: temperature must be >= 0 (0 = greedy), got {temperature}.")
+    if top_k is not None and top_k < 0:
+        raise ConfigError(f"{what}: top_k must be >= 0 (0 = all codes, 1 = greedy), got {top_k}.")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"{what}: top_p must lie in (0, 1] (1 = all codes), got {top_p}.")
+
 
 def sample_tokens(
     logits: torch.Tensor,

@@ -357,3 +357,19 @@ def test_a_cropped_s2st_prompt_gets_the_phones_recognised_in_what_it_keeps(
     assert request.prompt.phones == ([p.token for p in pipeline.st_frontend.recognize(kept, 16000)] or ["<sil>"])
     assert info["source_phones"] == [p.token for p in pipeline.st_frontend.recognize(torch.from_numpy(source), 16000)]
     assert request.prompt.phones != info["source_phones"]  # the whole source says more than its first 0.5 s
+
+
+@pytest.mark.parametrize("options, message", [({"batch_size": 0}, "batch_size"), ({"temperature": -0.5}, "temperature"),
+                                              ({"top_p": 1.5}, "top_p"), ({"candidate_top_k": -1}, "top_k")])
+def test_synthesis_options_out_of_range_are_config_errors(pipeline: VallexPipeline, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        VallexPipeline(pipeline.frontend, pipeline.phone_table, pipeline.codec, pipeline.ar_lm, pipeline.nar_lm,
+                       options=SynthesisOptions(**options))
+
+
+def test_generate_arguments_out_of_range_are_config_errors(pipeline: VallexPipeline, zh_prompt: VoicePrompt) -> None:
+    request = pipeline.text_request("你好", zh_prompt)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):  # 0 is not "the default"
+        pipeline.generate([request], batch_size=0)
+    with pytest.raises(ConfigError, match="top_p"):
+        pipeline.generate([request], top_p=2.0)

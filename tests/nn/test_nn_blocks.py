@@ -1,8 +1,10 @@
 """speechkit.nn: masks, positions, level norms, KV-cached attention and sampling."""
 from __future__ import annotations
 
+import pytest
 import torch
 
+from speechkit.errors import ConfigError
 from speechkit.nn import (
     LevelLayerNorm,
     SinusoidalPositionalEncoding,
@@ -15,6 +17,7 @@ from speechkit.nn import (
     sample_tokens,
     zero_phone_padding,
 )
+from speechkit.nn.sampling import check_sampling
 
 
 def test_prefix_causal_mask_rules() -> None:
@@ -84,6 +87,17 @@ def test_sampling_modes() -> None:
     assert set(nucleus.tolist()) == {1}, "the best token alone holds > 50% of the mass"
     again = sample_tokens(logits, generator=torch.Generator().manual_seed(3))
     assert torch.equal(again, sample_tokens(logits, generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("setting, message", [({"temperature": -1.0}, "temperature must be >= 0"),
+                                              ({"top_k": -2}, "top_k must be >= 0"),
+                                              ({"top_p": 0.0}, r"top_p must lie in \(0, 1\]"),
+                                              ({"top_p": 2.0}, r"top_p must lie in \(0, 1\]")])
+def test_sampling_settings_out_of_range_are_config_errors(setting: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_sampling(**setting, what="test")
+    check_sampling(temperature=0.0, top_k=0, top_p=1.0)  # greedy, all codes, all the mass: fine
+    check_sampling()  # nothing set
 
 
 def test_sampling_draws_what_torch_multinomial_draws(device: torch.device) -> None:
