@@ -42,6 +42,7 @@ operations. Inference only: no autograd.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
@@ -81,6 +82,14 @@ def _interpreter_ninja_first() -> Iterator[None]:
         os.environ["PATH"] = before
 
 
+def extension_name() -> str:
+    """The compiled extension's name, one per Python environment (``speechkit_decode_attention_``
+    and a hash of ``sys.prefix``). The build uses the environment's torch headers and libraries, so
+    two environments sharing ``~/.cache/torch_extensions`` (a checkout's venv and a CI clone's)
+    rebuilt over each other's library under one name, possibly while a process had it loaded."""
+    return "speechkit_decode_attention_" + hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]
+
+
 def _kernel() -> Any:
     """The compiled extension, built on first use; None where it cannot be built or is disabled."""
     global _module, _failed
@@ -96,7 +105,7 @@ def _kernel() -> Any:
 
                 with _interpreter_ninja_first():
                     _module = load_inline(
-                        name="speechkit_decode_attention",
+                        name=extension_name(),
                         cpp_sources=[DECODE_KERNEL_SOURCE + STREAM_GEMV_SOURCE + FUSED_STEP_SOURCE + BF16_ATTENTION_SOURCE],
                         functions=["decode_attention", "store_quantized", "int4_attention", "fused_decode_step",
                                    "stream_linear", "int8_stream_vectorized", "bf16_attention", "bf16_attention_supported"],

@@ -12,7 +12,14 @@ def test_builds_and_says_where(capsys: pytest.CaptureFixture[str]) -> None:
     assert build_kernels.main() == 0, "a C++ compiler and ninja are installed by tools/install.sh"
     out = capsys.readouterr().out
     assert out.startswith("speechkit CPU kernels: ready in ")
-    assert "speechkit_decode_attention" in out and decode_kernel.compiled_kernels() is not None
+    assert decode_kernel.extension_name() in out and decode_kernel.compiled_kernels() is not None
+
+
+def test_each_python_environment_builds_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = decode_kernel.extension_name()
+    assert here.startswith("speechkit_decode_attention_") and here == decode_kernel.extension_name()
+    monkeypatch.setattr(decode_kernel.sys, "prefix", "/elsewhere/.venv")
+    assert decode_kernel.extension_name() != here
 
 
 def test_disabled_kernels_are_reported_not_built(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
