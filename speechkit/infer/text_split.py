@@ -14,13 +14,14 @@ import re
 import numpy as np
 
 from speechkit.errors import TextError
+from speechkit.text.scripts import HAN_CLASS
 
 #: Sentence ends: Western marks need whitespace (or the end) after them; full-width marks do not.
 _SENTENCE_END = re.compile(r"[.!?;…]+[\"'”’)\]]*(?=\s)|[。！？；]+[”’」』）\"']*")
 #: Clause ends, used only inside over-long sentences.
 _CLAUSE_END = re.compile(r"[,:](?=\s)|[，、：]")
 #: A piece with none of these characters is not worth a synthesis call of its own.
-_PRONOUNCEABLE = re.compile(r"[A-Za-zÀ-ÿ0-9\u3400-\u4dbf\u4e00-\u9fff]")
+_PRONOUNCEABLE = re.compile(rf"[A-Za-zÀ-ÿ0-9{HAN_CLASS}]")
 
 
 def _split(pattern: re.Pattern[str], text: str) -> list[str]:

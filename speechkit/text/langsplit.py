@@ -17,10 +17,10 @@ import dataclasses
 import re
 
 from speechkit.errors import TextError
-from speechkit.text.scripts import check_letters, is_latin
+from speechkit.text.scripts import HAN_CLASS, check_letters, is_latin
 
 _PIECE_RE = re.compile(
-    r"(?P<zh>[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff〇]+)"
+    rf"(?P<zh>[{HAN_CLASS}]+)"
     r"|(?P<en>[A-Za-zÀ-ÖØ-öø-ÿ]+(?:['’][A-Za-z]+)*)"
     r"|(?P<num>[-+]?[$£€¥￥]?\d[\d.,:：/]*(?:%|°C|℃|°)?)"
     r"|(?P<other>\s+|.)",

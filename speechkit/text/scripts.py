@@ -21,6 +21,9 @@ LATIN_SPELLINGS: dict[str, str] = {
     "ł": "l", "Ł": "L", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i", "ŋ": "ng", "Ŋ": "NG",
 }
 _LATIN_TABLE = str.maketrans(LATIN_SPELLINGS)
+#: Chinese characters, for a regex character class: CJK Unified Ideographs with extensions A-H,
+#: the compatibility ideographs, and 〇.
+HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f〇"
 _SHOWN = 5  # letters named in an error; the rest are counted
 
 
@@ -45,6 +48,14 @@ def unreadable_letters(text: str, readable: Callable[[str], bool]) -> list[str]:
     return list(seen)
 
 
+def name_letters(letters: list[str]) -> str:
+    """``"'П' (CYRILLIC CAPITAL LETTER PE), ..."``: the first few distinct letters with their
+    Unicode names, and how many more there are."""
+    distinct = list(dict.fromkeys(letters))
+    named = ", ".join(f"{char!r} ({unicodedata.name(char, f'U+{ord(char):04X}')})" for char in distinct[:_SHOWN])
+    return named + (f" and {len(distinct) - _SHOWN} more" if len(distinct) > _SHOWN else "")
+
+
 def check_letters(text: str, readable: Callable[[str], bool], reader: str, reads: str) -> None:
     """Raise :class:`TextError` if ``text`` has letters ``readable`` rejects.
 
@@ -57,11 +68,8 @@ def check_letters(text: str, readable: Callable[[str], bool], reader: str, reads
     letters = unreadable_letters(text, readable)
     if not letters:
         return
-    named = ", ".join(f"{char!r} ({unicodedata.name(char, f'U+{ord(char):04X}')})" for char in letters[:_SHOWN])
-    if len(letters) > _SHOWN:
-        named += f" and {len(letters) - _SHOWN} more"
     raise TextError(
-        f"{reader} cannot read the letters {named} in {text!r}: it reads {reads}. "
+        f"{reader} cannot read the letters {name_letters(letters)} in {text!r}: it reads {reads}. "
         f"Write those words in {reads}, or remove them."
     )
 

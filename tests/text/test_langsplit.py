@@ -38,3 +38,7 @@ def test_numbers_alone_without_a_language_are_an_error() -> None:
 
 def test_blank_text_has_no_runs() -> None:
     assert split_language_runs("  ", default_lang="en") == []
+
+
+def test_characters_of_the_cjk_extensions_are_chinese() -> None:
+    assert split_language_runs("𠀀 and 你好") == [Run("𠀀", "zh"), Run("and", "en"), Run("你好", "zh")]

@@ -27,7 +27,7 @@ from speechkit.registry import FRONTEND
 from speechkit.text.boundaries import collapse_boundaries, punctuation_phone
 from speechkit.text.chinese import normalize_chinese
 from speechkit.text.mandarin_sandhi import Word, apply_sandhi
-from speechkit.text.scripts import check_letters, is_latin
+from speechkit.text.scripts import HAN_CLASS, check_letters, is_latin, name_letters
 
 LANG = "zh"
 INITIALS = tuple("b p m f d t n l g k h j q x zh ch sh r z c s".split())
@@ -36,7 +36,8 @@ FINALS = tuple(
     "u ua uo uai uei uan uen uang ueng v ve van vn ii iii n m ng hm hng".split()
 )
 TONES = (1, 2, 3, 4, 5)
-_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff〇]+")
+_HAN_RE = re.compile(f"[{HAN_CLASS}]+")
+_NO_READING = "\x00"  # what pypinyin gives a character it has no reading for (see syllables)
 
 
 def _is_readable(char: str) -> bool:
@@ -116,8 +117,12 @@ class MandarinFrontend(Frontend):
         for segment in self._jieba.lcut(han, HMM=True):
             readings = self._pypinyin.lazy_pinyin(
                 segment, style=self._pypinyin.Style.TONE3, neutral_tone_with_five=True,
-                errors=lambda chars: [None] * len(chars),
+                errors=lambda chars: [_NO_READING] * len(chars),
             )
+            unread = [c for c, s in zip(segment, readings) if s.startswith(_NO_READING)]
+            if unread:
+                raise TextError(f"The pypinyin (Mandarin) frontend has no reading for {name_letters(unread)} in {han!r}: "
+                                "replace it with a common character of the same sound, or remove it.")
             words.append([(c, s) for c, s in zip(segment, readings) if s])
         words = [word for word in words if word]
         if self.config.tone_sandhi:

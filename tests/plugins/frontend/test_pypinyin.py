@@ -138,3 +138,13 @@ def test_letters_of_other_scripts_are_named_in_an_error(mandarin: Frontend, text
 
 def test_latin_letters_and_symbols_are_still_skipped(mandarin: Frontend) -> None:
     assert symbols(mandarin.phonemize("你好abc😀")) == symbols(mandarin.phonemize("你好"))
+
+
+def test_characters_without_a_reading_are_named_in_an_error(mandarin: Frontend) -> None:
+    """pypinyin has no reading for some rare characters (it crashed on them with a TypeError)."""
+    with pytest.raises(TextError, match=r"no reading for '㐂' \(CJK UNIFIED IDEOGRAPH-3402\)"):
+        mandarin.phonemize("你好㐂")
+
+
+def test_characters_beyond_the_basic_blocks_are_read_when_pypinyin_knows_them(mandarin: Frontend) -> None:
+    assert symbols(mandarin.phonemize("𠀀")) == "h e1"  # U+20000, extension B
