@@ -77,7 +77,8 @@ class VoicePrompt:
         """Read a prompt written by :meth:`save`.
 
         Raises:
-            DataError: missing file, not an ``.npz`` of plain arrays, or fields missing.
+            DataError: missing file, not an ``.npz`` of plain arrays, damaged, fields missing or of
+                the wrong kind.
         """
         path = Path(path)
         if not path.is_file():
@@ -88,13 +89,21 @@ class VoicePrompt:
                 if missing:
                     raise DataError(f"Voice prompt {path} lacks {missing}; it was not written by VoicePrompt.save.")
                 fields = {key: archive[key] for key in FIELDS}
-        except (OSError, ValueError) as error:
-            raise DataError(f"Cannot read voice prompt {path}: {error}. Re-create it with --save-prompt.") from error
-        return cls(
-            codes=torch.from_numpy(fields["codes"].astype(np.int64)),
-            phones=[str(token) for token in fields["phones"].tolist()],
-            lang=str(fields["lang"]),
-            text=str(fields["text"]),
-            codec=str(fields["codec"]),
-            frame_rate=float(fields["frame_rate"]),
-        )
+            codes, phones = fields["codes"], fields["phones"]
+            if codes.ndim != 2 or codes.dtype.kind not in "iu" or phones.ndim != 1 or phones.dtype.kind != "U":
+                raise DataError(f"Voice prompt {path} holds codes {codes.dtype}{list(codes.shape)} and phones "
+                                f"{phones.dtype}{list(phones.shape)}, not integer codes [levels, frames] and phone "
+                                "strings; re-create it with --save-prompt.")
+            return cls(
+                codes=torch.from_numpy(codes.astype(np.int64)),
+                phones=[str(token) for token in phones.tolist()],
+                lang=str(fields["lang"]),
+                text=str(fields["text"]),
+                codec=str(fields["codec"]),
+                frame_rate=float(fields["frame_rate"]),
+            )
+        except DataError:
+            raise
+        except Exception as error:  # a damaged archive fails in many ways (zip, npy header, data)
+            raise DataError(f"Cannot read voice prompt {path} ({type(error).__name__}: {error}); it is damaged or "
+                            "not a voice prompt. Re-create it with --save-prompt.") from error

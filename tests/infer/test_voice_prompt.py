@@ -43,6 +43,16 @@ def test_bad_prompt_files_are_clear_errors(tmp_path: Path, pipeline: VallexPipel
     np.savez(tmp_path / "partial.npz", codes=np.zeros((3, 4), dtype=np.int64))
     with pytest.raises(DataError, match="lacks"):
         VoicePrompt.load(tmp_path / "partial.npz")
+    good = zh_prompt.save(tmp_path / "good.npz").read_bytes()
+    for name, damaged in [("truncated", good[: len(good) // 2]), ("renamed", good.replace(b"codes.npy", b"codez.npy", 1)),
+                          ("header", good.replace(b"descr", b"dscr(", 1)), ("random", bytes(range(256)) * 4)]:
+        (tmp_path / f"{name}.npz").write_bytes(damaged)
+        with pytest.raises(DataError, match="Re-create it with --save-prompt"):
+            VoicePrompt.load(tmp_path / f"{name}.npz")
+    np.savez(tmp_path / "floats.npz", **{**{key: np.array("x") for key in ("lang", "text", "codec")},
+                                           "codes": np.zeros((3, 4)), "phones": np.array(["a"]), "frame_rate": np.array(75.0)})
+    with pytest.raises(DataError, match="not integer codes"):
+        VoicePrompt.load(tmp_path / "floats.npz")
     other_codec = VoicePrompt(zh_prompt.codes, zh_prompt.phones, "zh", codec="encodec")
     with pytest.raises(DataError, match="encodec"):
         pipeline.check_prompt(other_codec)
