@@ -32,7 +32,7 @@ import yaml
 from torch import nn
 
 import speechkit
-from speechkit.errors import ConfigError, DataError, PluginError
+from speechkit.errors import ConfigError, DataError, PluginError, SpeechkitError
 from speechkit.registry import registry
 
 MANIFEST = "pack.yaml"
@@ -123,8 +123,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path} is not a model pack: {MANIFEST} is missing.")
     try:
         manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise DataError(f"Cannot parse {manifest_path}: {error}") from error
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise DataError(f"Cannot parse {manifest_path}: {error}. The pack is damaged: assemble or copy it again.") from error
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(
             f"{manifest_path} has format {manifest.get('format') if isinstance(manifest, dict) else None!r}; "
@@ -191,6 +191,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _first_line(error: BaseException) -> str:
+    """The exception's type and the first line of its message (some have none, e.g. EOFError())."""
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def _has_own_storage(component: Any) -> bool:
     return callable(getattr(component, "save", None)) and callable(getattr(component, "load", None))
 
@@ -209,7 +215,13 @@ def _load_state(component: Any, directory: Path, kind: str, device: str | torch.
     if _has_own_storage(component):
         if not (directory / kind).is_dir():
             raise DataError(f"Pack {directory} lacks the {kind}/ directory its {kind} component saved.")
-        component.load(directory / kind)
+        try:
+            component.load(directory / kind)
+        except SpeechkitError:
+            raise
+        except Exception as error:  # a damaged file fails in the component's own reader, in many ways
+            raise DataError(f"Pack {directory}: its {kind}/ does not load ({_first_line(error)}). The pack is "
+                            "damaged: assemble or copy it again.") from error
     elif isinstance(component, nn.Module):
         weights = directory / f"{kind}.pt"
         if not weights.is_file():
@@ -219,14 +231,15 @@ def _load_state(component: Any, directory: Path, kind: str, device: str | torch.
         except Exception as error:  # UnpicklingError for code objects, zip errors for damage
             raise DataError(
                 f"Refusing {weights}: it does not load as plain tensors with weights_only=True "
-                f"({str(error).splitlines()[0]}). Re-save the pack with speechkit.pack.save_pack."
+                f"({_first_line(error)}). It is damaged, or was not written by speechkit.pack.save_pack: "
+                "assemble or copy the pack again."
             ) from error
         try:
             component.load_state_dict(state)
         except RuntimeError as error:
             raise DataError(
                 f"{weights} does not fit the {kind} rebuilt from the manifest (options or context "
-                f"differ from training): {str(error).splitlines()[0]}"
+                f"differ from training): {_first_line(error)}"
             ) from error
     if isinstance(component, nn.Module):
         component.to(device).eval()

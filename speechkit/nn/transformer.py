@@ -152,7 +152,7 @@ class TransformerStack(nn.Module):
                 return GraphDecoder(self, x, cache)
             except RuntimeError as error:  # a torch or driver without graph capture of some step op
                 log.warning("CUDA graph capture of the decoding step failed (%s); stepping layer by layer. "
-                            "Set SPEECHKIT_CUDA_GRAPHS=0 to skip the attempt.", str(error).splitlines()[0])
+                            "Set SPEECHKIT_CUDA_GRAPHS=0 to skip the attempt.", (str(error).splitlines() or [type(error).__name__])[0])
         if LeanDecoder.enabled() and LeanDecoder.supports(self):
             return LeanDecoder(self)
         return None

@@ -81,8 +81,13 @@ class PhoneTable:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"Token list {path} does not exist; run stage 2 (speechkit.bin.phonemize).")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"Token list {path} is not UTF-8 text ({error}); it is damaged: re-run stage 2 "
+                            "(speechkit.bin.phonemize) or copy it again.") from error
         tokens: list[str] = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             fields = line.split()
             if len(fields) != 2 or not fields[1].isdigit() or int(fields[1]) != len(tokens):
                 raise DataError(f"{path}:{number}: expected '<token> {len(tokens)}', got {line!r}.")

@@ -178,3 +178,19 @@ def test_weights_never_unpickle_code(tmp_path, registered):
     torch.save({"embed.weight": Evil()}, path / "ar_lm.pt")
     with pytest.raises(DataError, match="Refusing .*ar_lm.pt.*weights_only"):
         load_pack(path)
+
+
+def test_damaged_packs_are_data_errors_that_say_so(tmp_path, registered):
+    """Damage fails in many ways (an empty .pt, a component's own reader, bytes that are not UTF-8):
+    each is a DataError saying the pack is damaged, never a raw traceback."""
+    ar, codec = make_components()
+    path = save_pack(tmp_path / "pack", {"ar_lm": ar, "codec": codec}, context={"ar_lm": {"codebook_size": 5}})
+    (path / "ar_lm.pt").write_bytes(b"")  # EOFError with no message
+    with pytest.raises(DataError, match=r"ar_lm.pt.*\(EOFError\).*damaged"):
+        load_pack(path, kinds=["ar_lm"])
+    (path / "codec" / "scale.txt").write_text("not a number")  # ValueError in TinyCodec.load
+    with pytest.raises(DataError, match=r"its codec/ does not load \(ValueError: .*\).*damaged"):
+        load_pack(path, kinds=["codec"])
+    (path / "pack.yaml").write_bytes((path / "pack.yaml").read_bytes()[:40] + b"\xcf\xff")
+    with pytest.raises(DataError, match="Cannot parse .*pack.yaml.*damaged"):
+        load_pack(path)

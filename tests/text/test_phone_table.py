@@ -53,3 +53,9 @@ def test_language_ids_from_token_prefix() -> None:
     assert PhoneTable().language_ids(["zh:n"]) == [language_id("zh")]
     with pytest.raises(TextError, match="Unknown language"):
         language_id("fr")
+
+
+def test_load_names_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "tokens.txt").write_bytes(b"<pad> 0\n<unk> 1\n\xa2\xff 2\n")
+    with pytest.raises(DataError, match="not UTF-8 text.*re-run stage 2"):
+        PhoneTable.load(tmp_path / "tokens.txt")
