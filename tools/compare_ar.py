@@ -27,6 +27,7 @@ import torch
 
 from speechkit.align.durations import add_durations, read_durations
 from speechkit.align.realign import TextRealigner
+from speechkit.bin.common import run_main
 from speechkit.data.lm_dataset import ARPairDataset, PairingConfig, collate_ar, load_lm_corpus
 from speechkit.registry import build
 from speechkit.text.languages import LANGUAGES
@@ -89,7 +90,7 @@ def mean_losses(model: torch.nn.Module, items: list[dict[str, Any]], batch_size:
     return {key: value / frames for key, value in sums.items()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", type=Path, required=True, help="recipe dir with data/, dump/, exp/")
     parser.add_argument("--variant", required=True, choices=["valle_ar", "aligned_ar"])
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--eval-pairs", type=int, default=200)
     parser.add_argument("--eval-every", type=float, default=0.0, help="minutes between gap evaluations (0 = end only)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     recipe = args.recipe
@@ -172,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_main(main))  # bad options or data: one clear message, exit 2

@@ -33,8 +33,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from speechkit.bin.common import run_main
 from speechkit.bin.curve import CheckpointEvaluator, CurveConfig
 from speechkit.config import load_config, validate_options
+from speechkit.errors import ConfigError
 from speechkit.infer.pipeline import VallexPipeline, apply_ar_decoding
 from speechkit.infer.pipeline_pack import directory_fingerprint
 
@@ -62,7 +64,7 @@ def parse_setting(text: str, ar_config: Any = None) -> dict[str, Any]:
         elif key in SAMPLING_KEYS and value:
             setting[key] = SAMPLING_KEYS[key](value)
         else:
-            raise SystemExit(f"--setting {text!r}: use KEY=VALUE pairs with KEY in {sorted(SAMPLING_KEYS)} "
+            raise ConfigError(f"--setting {text!r}: use KEY=VALUE pairs with KEY in {sorted(SAMPLING_KEYS)} "
                              f"or ar.FIELD with FIELD in {sorted(ar_fields)}.")
     return setting
 
@@ -77,7 +79,7 @@ def load_nar(pack_dir: Path, evaluator: CheckpointEvaluator) -> Any:
     return apply_precision(nar_lm.eval(), options.precision, compile=options.compile, attention=options.attention)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", type=Path, required=True, help="recipe dir (e.g. egs/vallex_zh_en)")
     parser.add_argument("--config", default="conf/default.yaml", help="recipe config, relative to --recipe")
@@ -89,7 +91,7 @@ def main() -> int:
                         "e.g. exp/nar_noise/pack; default: the pipeline's own")
     parser.add_argument("--name", default="", help="table name: writes <out>/[nar-RUN_]<NAME>_sweep.json "
                         "(default <out>/[nar-RUN_]sweep.json), which RESULTS.md renders")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.chdir(args.recipe)
     config = load_config(args.config)
     curve = dataclasses.replace(validate_options(CurveConfig, config.curve, "curve"), tasks=list(args.tasks),
@@ -134,4 +136,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))  # a bad setting or recipe: one clear message, exit 2

@@ -133,3 +133,18 @@ def test_bad_options_fail_clearly(mini_recipe: Path):
         cwd=mini_recipe, env=env, capture_output=True, text=True,
     )
     assert result.returncode != 0 and "num_quantizers" in result.stdout + result.stderr
+
+
+def test_the_sampling_sweep_tool_runs_on_the_recipe(mini_recipe: Path):
+    """tools/sweep_sampling.py (docs/recipes.md) on the finished mini recipe: a table of two settings,
+    and a bad setting is one clear message with exit code 2."""
+    tool = [sys.executable, str(REPO / "tools" / "sweep_sampling.py"), "--recipe", str(mini_recipe), "--config",
+            "conf/mini.yaml", "--tasks", "zs_en", "--max-items", "1", "--out", "exp/sweep_smoke", "--name", "smoke"]
+    result = subprocess.run([*tool, "--setting", "top_k=1", "--setting", "top_k=1,precision=int8"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = json.loads((mini_recipe / "exp" / "sweep_smoke" / "smoke_sweep.json").read_text())
+    assert [row["setting"] for row in rows] == [{"top_k": 1}, {"top_k": 1, "precision": "int8"}]
+    assert all("wer_zs_en" in row and "sim_margin_zs_en" in row for row in rows)
+    bad = subprocess.run([*tool, "--setting", "temperature=-1"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "temperature must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
