@@ -29,10 +29,30 @@ def require_int_context(component: str, minimum: int = 1, **values: object) -> N
 
 
 def check_attention_width(component: str, d_model: int, num_heads: int) -> None:
-    """Raise :class:`ConfigError` unless ``d_model`` is even (sinusoidal positions) and divisible
-    by ``num_heads``; ``component`` names the component in the message."""
+    """Raise :class:`ConfigError` unless ``num_heads >= 1`` and ``d_model`` is positive, even
+    (sinusoidal positions) and divisible by ``num_heads``; ``component`` names the component."""
+    if num_heads < 1 or d_model < 2:
+        raise ConfigError(f"{component}: d_model and num_heads must be positive, got {d_model} and {num_heads}.")
     if d_model % num_heads or d_model % 2:
         raise ConfigError(f"{component}: d_model {d_model} must be even and divisible by num_heads {num_heads}.")
+
+
+def check_transformer_size(component: str, d_model: int, num_heads: int, num_layers: int, ffn_dim: int,
+                           dropout: float) -> None:
+    """Raise :class:`ConfigError` unless a Transformer's sizes can be built and mean something: at
+    least one layer, a feed-forward width >= 1, the width of :func:`check_attention_width`, and a
+    dropout probability in [0, 1)."""
+    for name, value in (("num_layers", num_layers), ("ffn_dim", ffn_dim)):
+        if value < 1:
+            raise ConfigError(f"{component}: {name} must be >= 1, got {value}.")
+    check_attention_width(component, d_model, num_heads)
+    check_dropout(component, dropout)
+
+
+def check_dropout(component: str, dropout: float) -> None:
+    """Raise :class:`ConfigError` unless ``0 <= dropout < 1``."""
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{component}: dropout must lie in [0, 1), got {dropout}.")
 
 
 def check_id_range(component: str, name: str, values: torch.Tensor, valid: torch.Tensor, upper: int) -> None:

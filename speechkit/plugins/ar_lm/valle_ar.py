@@ -37,7 +37,8 @@ from speechkit.nn import (
     sample_tokens,
     zero_phone_padding,
 )
-from speechkit.nn.checks import check_attention_width, check_id_range, require_int_context
+from speechkit.nn.checks import check_id_range, check_transformer_size, require_int_context
+from speechkit.nn.sampling import check_sampling
 from speechkit.registry import AR_LM
 
 
@@ -124,11 +125,13 @@ class ValleAR(nn.Module, ARLanguageModel):
         nn.Module.__init__(self)
         ARLanguageModel.__init__(self, config)
         config = self.config
-        component = "ar_lm 'valle_ar'"
+        component = f"ar_lm {self.registered_name or 'valle_ar'!r}"  # aligned_ar builds through here too
         require_int_context(component, num_phones=num_phones, codebook_size=codebook_size, num_languages=num_languages)
-        check_attention_width(component, config.d_model, config.num_heads)
+        check_transformer_size(component, config.d_model, config.num_heads, config.num_layers, config.ffn_dim,
+                               config.dropout)
+        check_sampling(config.temperature, config.top_k, config.top_p, component)
         if config.frames_per_step < 1:
-            raise ConfigError(f"ar_lm 'valle_ar': frames_per_step must be >= 1, got {config.frames_per_step}.")
+            raise ConfigError(f"{component}: frames_per_step must be >= 1, got {config.frames_per_step}.")
         self.num_phones, self.codebook_size, self.num_languages = num_phones, codebook_size, num_languages
         self.eos_id, self.bos_id = codebook_size, codebook_size + 1
         self.input_vocab = codebook_size + 2

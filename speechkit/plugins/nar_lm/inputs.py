@@ -7,7 +7,7 @@ import torch
 
 from speechkit.errors import ConfigError, DataError
 from speechkit.nn import lengths_to_mask
-from speechkit.nn.checks import check_attention_width, check_id_range, require_int_context
+from speechkit.nn.checks import check_id_range, check_transformer_size, require_int_context
 
 
 def _check_nar_inputs(
@@ -107,14 +107,14 @@ def init_nar_context(
     """Check a NAR's build context and Transformer width, and store the context on ``model``.
 
     Raises:
-        ConfigError: a missing or non-positive context value, fewer than 2 levels, or
-            ``d_model`` not divisible by ``num_heads``.
+        ConfigError: a missing or non-positive context value, fewer than 2 levels, or Transformer
+            sizes that cannot be built (:func:`~speechkit.nn.checks.check_transformer_size`).
     """
     require_int_context(component, num_phones=num_phones, codebook_size=codebook_size,
                         num_quantizers=num_quantizers, num_languages=num_languages)
     if num_quantizers < 2:  # type: ignore[operator]
         raise ConfigError(f"{component} predicts levels 2..L: num_quantizers must be >= 2, got {num_quantizers}.")
-    check_attention_width(component, config.d_model, config.num_heads)
+    check_transformer_size(component, config.d_model, config.num_heads, config.num_layers, config.ffn_dim, config.dropout)
     model.num_phones, model.codebook_size = num_phones, codebook_size
     model.num_quantizers, model.num_languages = num_quantizers, num_languages
 

@@ -38,7 +38,7 @@ from speechkit.interfaces.frontend import Phone, PhoneSequence
 from speechkit.interfaces.st import STFrontend
 from speechkit.nn import SinusoidalPositionalEncoding, TransformerStack, key_padding_mask, lengths_to_mask
 from speechkit.nn.ctc import alignment_durations, ctc_forced_align, ctc_greedy_decode, rescale_durations
-from speechkit.nn.checks import check_attention_width, require_int_context
+from speechkit.nn.checks import check_attention_width, check_dropout, require_int_context
 from speechkit.plugins.st_frontend.decoder import PhoneDecoder
 from speechkit.plugins.st_frontend.search import beam_search, greedy_search
 from speechkit.plugins.st_frontend.subsampling import ConvSubsampling
@@ -437,6 +437,7 @@ def _validate_config(config: TransformerST.Config) -> None:
     """Raise :class:`ConfigError` naming the first invalid option."""
     name = "st_frontend 'transformer_st'"
     check_attention_width(name, config.d_model, config.num_heads)
+    check_dropout(name, config.dropout)
     for option in ("encoder_layers", "decoder_layers", "conv_channels", "ffn_dim", "num_mels", "beam_size", "sample_rate"):
         if getattr(config, option) < 1:
             raise ConfigError(f"{name}: {option} must be >= 1, got {getattr(config, option)}.")

@@ -187,6 +187,20 @@ def test_bad_inputs_are_clear_errors() -> None:
         build("ar_lm", {"name": "valle_ar", **TINY}, num_phones=20, codebook_size=16)
 
 
+@pytest.mark.parametrize("name", ["valle_ar", "aligned_ar"])
+@pytest.mark.parametrize("bad, message", [({"num_layers": 0}, "num_layers must be >= 1"),
+                                          ({"ffn_dim": 0}, "ffn_dim must be >= 1"),
+                                          ({"num_heads": 0}, "must be positive"),
+                                          ({"d_model": -8}, "must be positive"),
+                                          ({"d_model": 30, "num_heads": 4}, "divisible"),
+                                          ({"dropout": 1.5}, r"dropout must lie in \[0, 1\)"),
+                                          ({"top_p": 3.0}, "top_p"), ({"temperature": -1.0}, "temperature")])
+def test_impossible_sizes_and_sampling_are_config_errors_naming_the_model(name: str, bad: dict, message: str) -> None:
+    """Not a ZeroDivisionError or a negative-dimension RuntimeError, nor a model without layers."""
+    with pytest.raises(ConfigError, match=f"ar_lm '{name}': .*{message}"):
+        build("ar_lm", {"name": name, **TINY, **bad}, **CONTEXT)
+
+
 def test_overfits_a_fixed_sequence() -> None:
     torch.manual_seed(0)
     model = build("ar_lm", {"name": "valle_ar", **TINY}, **CONTEXT).train()

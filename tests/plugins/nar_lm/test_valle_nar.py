@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from speechkit.errors import DataError
+from speechkit.errors import ConfigError, DataError
 from speechkit.registry import build
 from speechkit.testing import check_nar_lm
 
@@ -89,6 +89,13 @@ def test_bad_inputs_are_clear_errors(nar_batch) -> None:
         model({**batch, "level": 1})
     with pytest.raises(DataError, match="codes"):
         model({**batch, "codes": batch["codes"] + 16})
+
+
+@pytest.mark.parametrize("name", ["valle_nar", "continuous_nar"])
+@pytest.mark.parametrize("bad", [{"num_layers": 0}, {"ffn_dim": 0}, {"num_heads": 0}, {"dropout": -0.1}])
+def test_impossible_sizes_are_config_errors(name: str, bad: dict) -> None:
+    with pytest.raises(ConfigError, match=f"nar_lm '{name}'"):
+        build("nar_lm", {"name": name, **TINY, **bad}, **CONTEXT)
 
 
 def test_learns_a_level_quickly(nar_batch) -> None:

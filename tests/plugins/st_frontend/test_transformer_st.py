@@ -223,7 +223,8 @@ def test_state_dict_round_trip(trained: torch.nn.Module, tmp_path) -> None:
 
 def test_config_and_input_validation() -> None:
     for bad in ({"d_model": 30, "num_heads": 4}, {"ctc_weight": 1.5}, {"subsampling_layers": 4},
-                {"label_smoothing": 1.0}, {"beam_size": 0}, {"max_length_ratio": 0.0}):
+                {"label_smoothing": 1.0}, {"beam_size": 0}, {"max_length_ratio": 0.0}, {"num_heads": 0},
+                {"dropout": 1.5}):
         with pytest.raises(ConfigError):
             build("st_frontend", {"name": "transformer_st", **TINY, **bad}, num_phones=12, num_languages=3)
     with pytest.raises(ConfigError, match="d_modle"):
