@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from speechkit.errors import AudioError
+from speechkit.errors import AudioError, ConfigError
 
 #: Floor applied before the log, so silence maps to a finite value (log(1e-5) ~= -11.5).
 LOG_FLOOR = 1e-5
@@ -37,6 +37,15 @@ class MelSpec:
     num_mels: int = 80
     f_min: float = 0.0
     f_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} {getattr(self, name)} must be >= {low}" for name, low in
+                    (("sample_rate", 1), ("n_fft", 2), ("hop_length", 1), ("num_mels", 1)) if getattr(self, name) < low]
+        if not problems and not 0.0 <= self.f_min < self.upper_edge <= self.sample_rate / 2:
+            problems.append(f"the band {self.f_min:g}-{self.upper_edge:g} Hz must lie within 0-{self.sample_rate / 2:g} "
+                            "Hz (Nyquist) with f_min below f_max")
+        if problems:
+            raise ConfigError(f"mel analysis: {'; '.join(problems)}.")
 
     @property
     def frame_rate(self) -> float:

@@ -89,6 +89,11 @@ class MelRVQCodec(Codec):
                 f"mel_rvq: num_quantizers must be >= 1 and codebook_size >= 2 "
                 f"(got {cfg.num_quantizers}, {cfg.codebook_size})."
             )
+        if cfg.first_codebook_size != 0 and cfg.first_codebook_size < 2:
+            raise ConfigError(f"mel_rvq: first_codebook_size must be >= 2, or 0 for codebook_size (got {cfg.first_codebook_size}).")
+        if cfg.kmeans_iterations < 1 or cfg.max_fit_frames < 1:
+            raise ConfigError(f"mel_rvq: kmeans_iterations and max_fit_frames must be >= 1 "
+                              f"(got {cfg.kmeans_iterations}, {cfg.max_fit_frames}).")
         self.mel_spec = MelSpec(cfg.sample_rate, cfg.n_fft, cfg.hop_length, cfg.num_mels, cfg.f_min, cfg.f_max)
         self.log_mel = LogMel(self.mel_spec)
         sizes = [cfg.first_codebook_size or cfg.codebook_size] + [cfg.codebook_size] * (cfg.num_quantizers - 1)

@@ -121,3 +121,12 @@ def test_bad_inputs_are_clear_errors(fitted, wavs):
         fitted.decode(codes + 100)
     with pytest.raises(ConfigError, match="Unknown option"):
         build("codec", {"name": "mel_rvq", "num_quantiser": 4})
+
+
+@pytest.mark.parametrize("bad, message", [({"kmeans_iterations": 0}, "kmeans_iterations"),
+                                          ({"first_codebook_size": 1}, "first_codebook_size"),
+                                          ({"hop_length": 0}, "hop_length 0 must be >= 1"),
+                                          ({"f_max": 100000.0}, "Nyquist"), ({"f_min": 9000.0}, "f_min below f_max")])
+def test_impossible_options_are_config_errors(bad: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build("codec", {"name": "mel_rvq", **bad})

@@ -82,3 +82,14 @@ def test_save_load_round_trip_and_errors(tmp_path):
         restored.load(tmp_path / "missing")
     with pytest.raises(ConfigError, match="segment_frames"):
         build("vocoder", {**TINY, "segment_frames": 400}).fit(data)
+
+
+@pytest.mark.parametrize("bad, message", [({"steps": -1}, "steps must be >= 1"), ({"layers": 0}, "layers"),
+                                          ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+                                          ({"max_minutes": -2.0}, "max_minutes must be >= 0"),
+                                          ({"threads": -1}, "threads must be >= 0")])
+def test_impossible_options_are_config_errors(bad: dict, message: str) -> None:
+    """Before, steps -1 'trained' nothing and wrote an untrained vocoder, max_minutes -2 trained on."""
+    with pytest.raises(ConfigError, match=f"convnext_istft: {message}"):
+        build("vocoder", {**TINY, **bad})
+    build("vocoder", {**TINY, "threads": 0, "max_minutes": 0.0, "mel_loss_weight": 0.0})  # 0s mean something here
