@@ -38,7 +38,7 @@ from speechkit.align.train import (
 from speechkit.bin.common import load_stage_config, run_main, stage_parser
 from speechkit.config import as_plain_dict, config_to_yaml, save_config, validate_options
 from speechkit.data.datadir import read_table
-from speechkit.errors import DataError
+from speechkit.errors import ConfigError, DataError
 from speechkit.text.languages import LANGUAGES
 from speechkit.text.phone_table import PhoneTable
 from speechkit.utils.fs import atomic_write_text
@@ -85,7 +85,15 @@ class AlignStageConfig:
 def stage_options(config: Any) -> AlignStageConfig:
     """The validated ``align:`` section of the recipe config (defaults when absent)."""
     section = as_plain_dict(config.align) if "align" in config else {}
-    return validate_options(AlignStageConfig, section, where="config section 'align'")
+    options = validate_options(AlignStageConfig, section, where="config section 'align'")
+    for name, low in (("steps", 1), ("batch_size", 1), ("uniform_steps", 0), ("max_train_utts", 0), ("num_plots", 0),
+                      ("num_ceps", 1), ("threads", 0)):
+        if getattr(options, name) < low:
+            raise ConfigError(f"align.{name} must be >= {low}, got {getattr(options, name)}.")
+    if not options.lr > 0 or not options.max_minutes >= 0:
+        raise ConfigError(f"align.lr must be > 0 and align.max_minutes >= 0 (0 = no cap), got {options.lr} and "
+                          f"{options.max_minutes}.")
+    return options
 
 
 def _file_stamp(path: Path) -> list[Any]:

@@ -10,6 +10,7 @@ from speechkit.align.durations import add_durations, pair_durations, read_durati
 from speechkit.align.mas import monotonic_alignment_search
 from speechkit.align.model import AlignerConfig, PhoneAligner, uniform_frame_phones
 from speechkit.align.train import AlignmentItem, CodeEmbeddingFeatures, align_items, train_aligner
+from speechkit.errors import ConfigError
 
 NUM_PHONES, FEATURE_DIM = 12, 8
 
@@ -110,3 +111,27 @@ def test_prior_keeps_a_hub_phone_from_taking_every_frame() -> None:
         durations[prior_weight] = torch.bincount(path[0], minlength=6).tolist()
     assert durations[0.0] == [1, 1, 1, 1, 1, 55], "without the prior the hub takes every frame it can"
     assert max(durations[1.0]) <= 20 and min(durations[1.0]) >= 4, durations[1.0]
+
+
+@pytest.mark.parametrize("bad, message", [({"num_heads": 0}, "num_heads must be >= 1"),
+                                          ({"dropout": 2.0}, r"dropout must lie in \[0, 1\)"),
+                                          ({"conv_layers": -1}, "conv_layers must be >= 1"),
+                                          ({"kernel_size": 4}, "odd")])
+def test_impossible_aligner_sizes_are_config_errors(bad: dict, message: str) -> None:
+    """num_heads 0 was a ZeroDivisionError and dropout 2 a ValueError from torch."""
+    with pytest.raises(ConfigError, match=message):
+        PhoneAligner(dataclasses.replace(AlignerConfig(), **bad), num_phones=10, num_languages=2, feature_dim=4)
+
+
+@pytest.mark.parametrize("bad, message", [({"steps": -1}, "align.steps must be >= 1"),
+                                          ({"batch_size": 0}, "align.batch_size must be >= 1"),
+                                          ({"lr": 0.0}, "align.lr must be > 0")])
+def test_impossible_alignment_step_options_are_config_errors(bad: dict, message: str) -> None:
+    """steps -1 'trained' nothing and wrote the untrained aligner's durations over the good ones."""
+    from omegaconf import OmegaConf
+
+    from speechkit.bin.align import stage_options
+
+    with pytest.raises(ConfigError, match=message):
+        stage_options(OmegaConf.create({"align": bad}))
+    assert stage_options(OmegaConf.create({})).steps >= 1
