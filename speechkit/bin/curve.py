@@ -75,6 +75,7 @@ class CheckpointEvaluator:
 
         self.config, self.curve, self.data, self.dump, self.exp = config, curve, data, dump, exp
         self.infer = validate_options(InferConfig, config.infer, "infer")
+        self.infer.validate()
         self.score = validate_options(ScoreStageConfig, config.score, "score")
         pack = exp / "vallex_pack"
         if not (pack / "pack.yaml").is_file():

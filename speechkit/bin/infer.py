@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from speechkit.bin.common import load_stage_config, run_main, stage_parser
 from speechkit.config import as_plain_dict, require_sections, validate_options
-from speechkit.errors import AudioError, DataError, TextError
+from speechkit.errors import AudioError, ConfigError, DataError, TextError
 from speechkit.infer.pipeline import SynthesisOptions, SynthesisRequest, VallexPipeline
 from speechkit.infer.pipeline_pack import assemble_pipeline_pack, directory_fingerprint
 from speechkit.infer.tasks import TASKS, TaskItem, build_items, task_spec
@@ -86,6 +86,15 @@ class InferConfig:
     candidate_temperature: float = 0.5
     candidate_top_k: int | None = None
     candidate_languages: list | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for settings that cannot mean anything, before any work."""
+        if self.max_items < 0 or self.num_other_speakers < 0:
+            raise ConfigError(f"infer.max_items (0 = all) and infer.num_other_speakers must be >= 0, got "
+                              f"{self.max_items} and {self.num_other_speakers}.")
+        for name in self.tasks:
+            task_spec(name)
+        self.synthesis_options()  # its own checks (sampling, batch size, candidates...)
 
     def synthesis_options(self) -> SynthesisOptions:
         """The pipeline options these settings give."""
@@ -371,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     require_sections(config, ["frontend", "infer"], args.config)
     infer = validate_options(InferConfig, config.infer, where="infer")
+    infer.validate()
     outputs = run_stage(config, infer, args.data, args.dump, args.exp, args.tasks)
     for name, path in outputs.items():
         print(f"{name}: {path}")

@@ -108,6 +108,18 @@ class SynthesisOptions:
     candidate_top_k: int | None = None
     candidate_languages: list[str] | None = None
 
+    def __post_init__(self) -> None:
+        """Raise :class:`ConfigError` for settings that cannot mean anything (checked when made)."""
+        if self.candidates < 1:
+            raise ConfigError(f"candidates must be >= 1 (1 = no reranking), got {self.candidates}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if self.max_prompt_seconds < 0 or self.min_prompt_seconds < 0 or self.sentence_pause_ms < 0:
+            raise ConfigError("max_prompt_seconds (0 = no limit), min_prompt_seconds and sentence_pause_ms must be "
+                              f">= 0, got {self.max_prompt_seconds}, {self.min_prompt_seconds}, {self.sentence_pause_ms}.")
+        check_sampling(self.temperature, self.top_k, self.top_p, "synthesis options")
+        check_sampling(self.candidate_temperature, self.candidate_top_k, what="synthesis options (candidates)")
+
 
 def apply_ar_decoding(ar_lm: Any, options: dict[str, Any]) -> Any:
     """Set decoding options of a trained AR model, in place: ``options`` are fields of its
@@ -179,13 +191,7 @@ class VallexPipeline:
     ) -> None:
         self.frontend, self.phone_table, self.codec = frontend, phone_table, codec
         self.ar_lm, self.nar_lm, self.st_frontend = ar_lm, nar_lm, st_frontend
-        self.options = options or SynthesisOptions()
-        if self.options.candidates < 1:
-            raise ConfigError(f"candidates must be >= 1 (1 = no reranking), got {self.options.candidates}.")
-        if self.options.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.options.batch_size}.")
-        check_sampling(self.options.temperature, self.options.top_k, self.options.top_p, "synthesis options")
-        check_sampling(self.options.candidate_temperature, self.options.candidate_top_k, what="synthesis options (candidates)")
+        self.options = options or SynthesisOptions()  # checked when made (SynthesisOptions.__post_init__)
         self.device = _device_of(ar_lm)
         apply_ar_decoding(ar_lm, dict(self.options.ar_decoding))
         for model in (ar_lm, nar_lm):

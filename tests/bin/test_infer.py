@@ -135,3 +135,14 @@ def test_without_st_pack_s2st_from_speech_is_skipped(recipe: Path, caplog: pytes
 
 def test_unknown_task_fails_before_any_work(recipe: Path) -> None:
     assert infer.run_main(infer.main, ["--config", str(recipe / "conf.yaml"), "--tasks", "zs_fr"]) == 2
+
+
+@pytest.mark.parametrize("override", ["infer.max_items=-1", "infer.temperature=-1", "infer.batch_size=0",
+                                      "infer.candidates=0", "infer.max_prompt_seconds=-1"])
+def test_impossible_settings_fail_before_any_work(recipe: Path, override: str) -> None:
+    """max_items -1 silently meant 'all'; the synthesis settings failed only once the pipeline loaded."""
+    args = ["--config", str(recipe / "conf.yaml"), "--data", str(recipe / "data"), "--dump", str(recipe / "dump"),
+            "--exp", str(recipe / "exp"), "--override", override]
+    before = sorted(p.name for p in (recipe / "exp").iterdir())
+    assert infer.run_main(infer.main, args) == 2
+    assert sorted(p.name for p in (recipe / "exp").iterdir()) == before  # not even the pipeline pack
