@@ -130,6 +130,16 @@ def validate_options(config_cls: type[C], options: Mapping[str, Any], where: str
         raise ConfigError(f"Invalid value for {where}: {message}. Valid keys: {', '.join(valid)}.") from error
 
 
+def require_minimums(options: Any, prefix: str, minimums: Mapping[str, int]) -> None:
+    """Raise :class:`ConfigError` for the first attribute of ``options`` below its minimum, as
+    ``"<prefix><name> must be >= <minimum>, got <value>."`` (``prefix``: e.g. ``"align."`` for a
+    config section, ``"convnext_istft: "`` for a component)."""
+    for name, minimum in minimums.items():
+        value = getattr(options, name)
+        if not value >= minimum:
+            raise ConfigError(f"{prefix}{name} must be >= {minimum}, got {value}.")
+
+
 def config_to_yaml(config: Any) -> str:
     """YAML text of a dataclass instance/class or a mapping (used by ``speechkit show``)."""
     if isinstance(config, type) and dataclasses.is_dataclass(config):

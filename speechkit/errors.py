@@ -28,3 +28,10 @@ class TextError(DataError):
 
 class MissingDependencyError(SpeechkitError, ImportError):
     """An optional package, system tool or weight file is missing; the message says how to get it."""
+
+
+def describe_error(error: BaseException) -> str:
+    """``"TypeName: first line of the message"``, or the type name alone when there is no message
+    (``EOFError()``): for messages that wrap an exception from a library."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

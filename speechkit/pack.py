@@ -32,7 +32,7 @@ import yaml
 from torch import nn
 
 import speechkit
-from speechkit.errors import ConfigError, DataError, PluginError, SpeechkitError
+from speechkit.errors import ConfigError, DataError, PluginError, SpeechkitError, describe_error
 from speechkit.registry import registry
 
 MANIFEST = "pack.yaml"
@@ -191,12 +191,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _first_line(error: BaseException) -> str:
-    """The exception's type and the first line of its message (some have none, e.g. EOFError())."""
-    lines = str(error).splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-
-
 def _has_own_storage(component: Any) -> bool:
     return callable(getattr(component, "save", None)) and callable(getattr(component, "load", None))
 
@@ -220,7 +214,7 @@ def _load_state(component: Any, directory: Path, kind: str, device: str | torch.
         except SpeechkitError:
             raise
         except Exception as error:  # a damaged file fails in the component's own reader, in many ways
-            raise DataError(f"Pack {directory}: its {kind}/ does not load ({_first_line(error)}). The pack is "
+            raise DataError(f"Pack {directory}: its {kind}/ does not load ({describe_error(error)}). The pack is "
                             "damaged: assemble or copy it again.") from error
     elif isinstance(component, nn.Module):
         weights = directory / f"{kind}.pt"
@@ -231,7 +225,7 @@ def _load_state(component: Any, directory: Path, kind: str, device: str | torch.
         except Exception as error:  # UnpicklingError for code objects, zip errors for damage
             raise DataError(
                 f"Refusing {weights}: it does not load as plain tensors with weights_only=True "
-                f"({_first_line(error)}). It is damaged, or was not written by speechkit.pack.save_pack: "
+                f"({describe_error(error)}). It is damaged, or was not written by speechkit.pack.save_pack: "
                 "assemble or copy the pack again."
             ) from error
         try:
@@ -239,7 +233,7 @@ def _load_state(component: Any, directory: Path, kind: str, device: str | torch.
         except RuntimeError as error:
             raise DataError(
                 f"{weights} does not fit the {kind} rebuilt from the manifest (options or context "
-                f"differ from training): {_first_line(error)}"
+                f"differ from training): {describe_error(error)}"
             ) from error
     if isinstance(component, nn.Module):
         component.to(device).eval()

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.align.mas import monotonic_alignment_search
+from speechkit.config import require_minimums
 from speechkit.errors import ConfigError
 from speechkit.nn import TransformerStack, key_padding_mask, lengths_to_mask
+from speechkit.nn.checks import check_dropout
 
 
 @dataclasses.dataclass
@@ -89,12 +91,9 @@ class PhoneAligner(nn.Module):
         super().__init__()
         if config.objective not in ("forward_sum", "viterbi"):
             raise ConfigError(f"align.model.objective must be 'forward_sum' or 'viterbi', got {config.objective!r}.")
-        for name, low in (("d_model", 2), ("conv_layers", 1), ("kernel_size", 1), ("transformer_layers", 0),
-                          ("num_heads", 1), ("ffn_dim", 1)):
-            if getattr(config, name) < low:
-                raise ConfigError(f"align.model.{name} must be >= {low}, got {getattr(config, name)}.")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ConfigError(f"align.model.dropout must lie in [0, 1), got {config.dropout}.")
+        require_minimums(config, "align.model.", {"d_model": 2, "conv_layers": 1, "kernel_size": 1,
+                                                  "transformer_layers": 0, "num_heads": 1, "ffn_dim": 1})
+        check_dropout("align.model", config.dropout)
         if config.kernel_size % 2 == 0 or config.d_model % config.num_heads:
             raise ConfigError(
                 f"align.model: kernel_size ({config.kernel_size}) must be odd and d_model ({config.d_model}) "

@@ -36,7 +36,7 @@ from speechkit.align.train import (
     train_aligner,
 )
 from speechkit.bin.common import load_stage_config, run_main, stage_parser
-from speechkit.config import as_plain_dict, config_to_yaml, save_config, validate_options
+from speechkit.config import as_plain_dict, config_to_yaml, require_minimums, save_config, validate_options
 from speechkit.data.datadir import read_table
 from speechkit.errors import ConfigError, DataError
 from speechkit.text.languages import LANGUAGES
@@ -86,13 +86,10 @@ def stage_options(config: Any) -> AlignStageConfig:
     """The validated ``align:`` section of the recipe config (defaults when absent)."""
     section = as_plain_dict(config.align) if "align" in config else {}
     options = validate_options(AlignStageConfig, section, where="config section 'align'")
-    for name, low in (("steps", 1), ("batch_size", 1), ("uniform_steps", 0), ("max_train_utts", 0), ("num_plots", 0),
-                      ("num_ceps", 1), ("threads", 0)):
-        if getattr(options, name) < low:
-            raise ConfigError(f"align.{name} must be >= {low}, got {getattr(options, name)}.")
-    if not options.lr > 0 or not options.max_minutes >= 0:
-        raise ConfigError(f"align.lr must be > 0 and align.max_minutes >= 0 (0 = no cap), got {options.lr} and "
-                          f"{options.max_minutes}.")
+    require_minimums(options, "align.", {"steps": 1, "batch_size": 1, "uniform_steps": 0, "max_train_utts": 0,
+                                         "num_plots": 0, "num_ceps": 1, "threads": 0, "max_minutes": 0})
+    if not options.lr > 0:
+        raise ConfigError(f"align.lr must be > 0, got {options.lr}.")
     return options
 
 

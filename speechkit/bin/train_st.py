@@ -42,7 +42,7 @@ from torch import nn
 from speechkit.bin.common import load_stage_config, print_config_sections, run_main, stage_command
 from speechkit.bin.lm_training import RESUMABLE_OPTIONS as LM_RESUMABLE_OPTIONS
 from speechkit.bin.lm_training import build_parser
-from speechkit.config import as_plain_dict, require_sections, validate_options
+from speechkit.config import as_plain_dict, require_minimums, require_sections, validate_options
 from speechkit.data import st_dataset
 from speechkit.data.sampler import BucketBatchSampler
 from speechkit.errors import ConfigError
@@ -104,9 +104,8 @@ class STTrainConfig(TrainerConfig):
         unknown = sorted(set(self.tasks) - set(st_dataset.TASKS))
         if unknown:
             raise ConfigError(f"{SECTION}.tasks: unknown task(s) {unknown}; tasks are {', '.join(st_dataset.TASKS)}.")
-        for name in ("max_frames", "num_buckets", "mt_frames_per_phone", "feature_shard_size", "eval_beam_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{SECTION}.{name} must be >= 1, got {getattr(self, name)}.")
+        require_minimums(self, f"{SECTION}.", dict.fromkeys(
+            ("max_frames", "num_buckets", "mt_frames_per_phone", "feature_shard_size", "eval_beam_size"), 1))
         if self.max_batch_size < 0 or self.eval_max_utts < 0 or self.max_seconds <= 0:
             raise ConfigError(f"{SECTION}: max_batch_size and eval_max_utts must be >= 0 and max_seconds > 0.")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from speechkit.audio.io import audio_info, resample_audio, save_audio
+from speechkit.config import require_minimums
 from speechkit.data.datadir import OPTIONAL_TABLES, REQUIRED_FILES, DataDir, validate_datadir
 from speechkit.data.espeak import EspeakVoice, check_espeak, espeak_version, synthesize, trim_silence
 from speechkit.data.sentence_pairs import (
@@ -90,12 +91,9 @@ class CorpusConfig:
     nj: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("num_train_speakers", "train_pairs_per_speaker", "sample_rate", "nj"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"corpus.{name} must be >= 1, got {getattr(self, name)}.")
-        for name in ("num_dev_speakers", "num_test_speakers", "eval_pairs_per_speaker", "dev_pairs", "test_pairs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"corpus.{name} must be >= 0, got {getattr(self, name)}.")
+        require_minimums(self, "corpus.", {"num_train_speakers": 1, "train_pairs_per_speaker": 1, "sample_rate": 1,
+                                           "nj": 1, "num_dev_speakers": 0, "num_test_speakers": 0,
+                                           "eval_pairs_per_speaker": 0, "dev_pairs": 0, "test_pairs": 0})
         for name in ("pitch_range", "speed_range"):
             value = list(getattr(self, name))
             if len(value) != 2 or value[0] > value[1]:

@@ -24,6 +24,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from speechkit.errors import describe_error
+
 log = logging.getLogger("speechkit.infer")
 
 
@@ -69,8 +71,7 @@ class CompiledForward:
             try:
                 return self.compiled(*args, **kwargs)
             except _compile_errors() as error:
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                self.failed = f"{type(error).__name__}: {first_line}"
+                self.failed = describe_error(error)
                 log.warning("torch.compile of %s failed (%s); running it eagerly from now on. Install a C++ "
                             "compiler (g++) for Inductor on CPU, or drop the compile option.", self.name, self.failed)
         return self.eager(*args, **kwargs)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechkit.errors import DataError
+from speechkit.errors import DataError, describe_error
 from speechkit.utils.fs import atomic_open
 
 #: Keys every saved prompt holds.
@@ -105,5 +105,5 @@ class VoicePrompt:
         except DataError:
             raise
         except Exception as error:  # a damaged archive fails in many ways (zip, npy header, data)
-            raise DataError(f"Cannot read voice prompt {path} ({type(error).__name__}: {error}); it is damaged or "
+            raise DataError(f"Cannot read voice prompt {path} ({describe_error(error)}); it is damaged or "
                             "not a voice prompt. Re-create it with --save-prompt.") from error

@@ -51,6 +51,7 @@ from typing import Any, Iterator
 
 import torch
 
+from speechkit.errors import describe_error
 from speechkit.nn.bf16_attention_source import BF16_ATTENTION_SOURCE
 from speechkit.nn.decode_kernel_source import DECODE_KERNEL_SOURCE
 from speechkit.nn.fused_step_source import FUSED_STEP_SOURCE
@@ -115,9 +116,9 @@ def _kernel() -> Any:
                     )
             except Exception as error:  # no compiler / ninja / headers: the torch path is used instead
                 _failed = True
-                log.warning("decode attention kernel unavailable (%s: %s); using torch's attention instead. "
+                log.warning("decode attention kernel unavailable (%s); using torch's attention instead. "
                             "Install a C++ compiler and ninja (pip install ninja) for faster CPU decoding.",
-                            type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                            describe_error(error))
     return _module
 
 

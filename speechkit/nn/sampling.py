@@ -35,8 +35,7 @@ def sample_tokens(
     """
     if temperature <= 0 or top_k == 1:
         return logits.argmax(dim=-1)
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    check_sampling(top_p=top_p)
     logits = logits.float() / temperature
     if 0 < top_k < logits.shape[-1]:
         kth_best = torch.topk(logits, top_k, dim=-1).values[:, -1:]

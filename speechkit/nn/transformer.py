@@ -6,6 +6,7 @@ import logging
 import torch
 from torch import nn
 
+from speechkit.errors import describe_error
 from speechkit.nn.attention import KVCache, MultiHeadAttention
 from speechkit.nn.fused_decode import FusedDecoder
 from speechkit.nn.graph_decode import GraphDecoder
@@ -152,7 +153,7 @@ class TransformerStack(nn.Module):
                 return GraphDecoder(self, x, cache)
             except RuntimeError as error:  # a torch or driver without graph capture of some step op
                 log.warning("CUDA graph capture of the decoding step failed (%s); stepping layer by layer. "
-                            "Set SPEECHKIT_CUDA_GRAPHS=0 to skip the attempt.", (str(error).splitlines() or [type(error).__name__])[0])
+                            "Set SPEECHKIT_CUDA_GRAPHS=0 to skip the attempt.", describe_error(error))
         if LeanDecoder.enabled() and LeanDecoder.supports(self):
             return LeanDecoder(self)
         return None

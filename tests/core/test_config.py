@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import pytest
 
-from speechkit.config import apply_overrides, config_to_yaml, load_config, validate_options
+from speechkit.config import apply_overrides, config_to_yaml, load_config, require_minimums, validate_options
 from speechkit.errors import ConfigError
 
 
@@ -83,3 +84,10 @@ def test_overriding_a_component_name_resets_its_options(tmp_path):
     assert same.codec.num_quantizers == 8
     nested = load_config(tmp_path / "c.yaml", ["codec.vocoder.name=istft"])
     assert dict(nested.codec.vocoder) == {"name": "istft"} and nested.codec.num_quantizers == 8
+
+
+def test_require_minimums_names_the_first_option_below_its_minimum() -> None:
+    options = types.SimpleNamespace(steps=3, threads=-1, layers=0)
+    require_minimums(options, "x.", {"steps": 1, "layers": 0})  # at or above: fine
+    with pytest.raises(ConfigError, match=r"^x\.threads must be >= 0, got -1\.$"):
+        require_minimums(options, "x.", {"steps": 1, "threads": 0, "layers": 1})

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkit.audio.fbank import Fbank, FbankSpec
+from speechkit.config import require_minimums
 from speechkit.data.collate import pad_sequences
 from speechkit.errors import AudioError, ConfigError, DataError
 from speechkit.interfaces.frontend import Phone, PhoneSequence
@@ -438,9 +439,8 @@ def _validate_config(config: TransformerST.Config) -> None:
     name = "st_frontend 'transformer_st'"
     check_attention_width(name, config.d_model, config.num_heads)
     check_dropout(name, config.dropout)
-    for option in ("encoder_layers", "decoder_layers", "conv_channels", "ffn_dim", "num_mels", "beam_size", "sample_rate"):
-        if getattr(config, option) < 1:
-            raise ConfigError(f"{name}: {option} must be >= 1, got {getattr(config, option)}.")
+    require_minimums(config, f"{name}: ", dict.fromkeys(
+        ("encoder_layers", "decoder_layers", "conv_channels", "ffn_dim", "num_mels", "beam_size", "sample_rate"), 1))
     if not 1 <= config.subsampling_layers <= 3:
         raise ConfigError(f"{name}: subsampling_layers must be 1, 2 or 3, got {config.subsampling_layers}.")
     if config.num_mels < 2 ** (config.subsampling_layers + 1) - 1:
@@ -449,8 +449,6 @@ def _validate_config(config: TransformerST.Config) -> None:
         raise ConfigError(f"{name}: ctc_weight must be in [0, 1], got {config.ctc_weight}.")
     if not 0.0 <= config.label_smoothing < 1.0:
         raise ConfigError(f"{name}: label_smoothing must be in [0, 1), got {config.label_smoothing}.")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError(f"{name}: dropout must be in [0, 1), got {config.dropout}.")
     for option in ("max_length_ratio", "max_text_length_ratio"):
         if not (math.isfinite(getattr(config, option)) and getattr(config, option) > 0):
             raise ConfigError(f"{name}: {option} must be a positive number, got {getattr(config, option)}.")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from speechkit.audio.mel import LogMel
+from speechkit.config import require_minimums
 from speechkit.errors import ConfigError
 from speechkit.plugins.vocoder.griffin_lim import check_features
 from speechkit.plugins.vocoder.vocoder_losses import MultiResolutionSTFTLoss
@@ -129,17 +130,12 @@ class ConvNeXtISTFTVocoder(MelVocoder):
         cfg = self.config
         if cfg.istft_hops < 2:
             raise ConfigError(f"convnext_istft: istft_hops must be >= 2 (got {cfg.istft_hops}).")
-        for name, low in (("channels", 1), ("layers", 1), ("kernel_size", 1), ("steps", 1), ("batch_size", 1),
-                          ("segment_frames", 2), ("checkpoint_every", 1), ("threads", 0)):
-            if getattr(cfg, name) < low:
-                raise ConfigError(f"convnext_istft: {name} must be >= {low} (got {getattr(cfg, name)}).")
+        require_minimums(cfg, "convnext_istft: ", {"channels": 1, "layers": 1, "kernel_size": 1, "steps": 1,
+                                                   "batch_size": 1, "segment_frames": 2, "checkpoint_every": 1,
+                                                   "threads": 0, "mel_loss_weight": 0, "max_minutes": 0})
         for name in ("learning_rate", "max_train_seconds"):
             if not getattr(cfg, name) > 0:
                 raise ConfigError(f"convnext_istft: {name} must be > 0 (got {getattr(cfg, name)}).")
-        for name in ("mel_loss_weight", "max_minutes"):
-            if not getattr(cfg, name) >= 0:
-                raise ConfigError(f"convnext_istft: {name} must be >= 0 (got {getattr(cfg, name)}; 0 = "
-                                  f"{'no mel term' if name == 'mel_loss_weight' else 'no time bound'}).")
         self.synthesis_fft = cfg.istft_hops * self.mel_spec.hop_length
         torch.manual_seed(cfg.seed)
         self.net = ConvNeXtISTFTNet(self.mel_spec.num_mels, self.synthesis_fft, cfg.channels, cfg.layers, cfg.kernel_size)
