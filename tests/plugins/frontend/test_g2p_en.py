@@ -121,13 +121,6 @@ def test_acronym_spelling_can_be_turned_off(english: Frontend, nltk_data) -> Non
     assert symbols(english.phonemize("the US")) == "DH AH0 Y UW1 EH1 S"
 
 
-@pytest.mark.parametrize("text, letter", [("hello αβγ", "GREEK"), ("Привет, my friend", "CYRILLIC"),
-                                          ("hello こんにちは", "HIRAGANA"), ("hello 你好", "CJK")])
-def test_letters_of_other_scripts_are_named_in_an_error(english: Frontend, text: str, letter: str) -> None:
-    with pytest.raises(TextError, match=f"g2p_en.*{letter}.*Latin letters"):
-        english.phonemize(text)
-
-
 def test_latin_letters_without_an_ascii_decomposition_are_spelled(english: Frontend) -> None:
     assert symbols(english.phonemize("Straße")) == symbols(english.phonemize("Strasse"))
     assert symbols(english.phonemize("naïve café")) == symbols(english.phonemize("naive cafe"))

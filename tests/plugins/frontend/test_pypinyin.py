@@ -128,14 +128,6 @@ def test_wrong_language_is_an_error(mandarin: Frontend) -> None:
         mandarin.phonemize("你好", "en")
 
 
-@pytest.mark.parametrize("text, letter", [("你好Привет", "CYRILLIC"), ("你好こんにちは", "HIRAGANA"),
-                                          ("你好안녕", "HANGUL"), ("你好αβγ", "GREEK")])
-def test_letters_of_other_scripts_are_named_in_an_error(mandarin: Frontend, text: str, letter: str) -> None:
-    """Not left out of the speech without a word: the pinyin reader has nothing for them."""
-    with pytest.raises(TextError, match=f"pypinyin.*{letter}.*Chinese characters"):
-        mandarin.phonemize(text)
-
-
 def test_latin_letters_and_symbols_are_still_skipped(mandarin: Frontend) -> None:
     assert symbols(mandarin.phonemize("你好abc😀")) == symbols(mandarin.phonemize("你好"))
 
