@@ -33,8 +33,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +49,7 @@ from speechkit.data.tokens import merge_scps, read_utt2num_frames, split_into_sh
 from speechkit.errors import AudioError, ConfigError, DataError
 from speechkit.text.languages import language_id
 from speechkit.text.phone_table import PhoneTable
-from speechkit.utils.fs import atomic_write_text
+from speechkit.utils.fs import atomic_open, atomic_write_text
 from speechkit.utils.stage import StageMarker, fingerprint
 from speechkit.utils.threads import one_torch_thread
 
@@ -93,26 +91,20 @@ def _write_feature_shard(entries: Sequence[tuple[str, str]], featurize: Featuriz
     bad: list[tuple[str, str]] = []
     frames: dict[str, int] = {}
     scp_lines: list[str] = []
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{ark.name}.", suffix=".tmp", dir=ark.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            for utt, wav_path in entries:
-                progress.update(1)
-                try:
-                    wav, rate = load_audio(wav_path)
-                    features = featurize(torch.from_numpy(wav), rate)  # [T, F]
-                except AudioError as error:
-                    bad.append((utt, str(error)))
-                    continue
-                matrix = np.ascontiguousarray(features.detach().cpu().numpy().astype(np.float16))
-                offset = handle.tell() + len(f"{utt} ".encode())
-                kaldiio.save_ark(handle, {utt: matrix}, write_function="numpy")
-                scp_lines.append(f"{utt} {ark}:{offset}\n")
-                frames[utt] = int(matrix.shape[0])
-        os.replace(temporary, ark)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(ark, "wb", encoding=None) as handle:
+        for utt, wav_path in entries:
+            progress.update(1)
+            try:
+                wav, rate = load_audio(wav_path)
+                features = featurize(torch.from_numpy(wav), rate)  # [T, F]
+            except AudioError as error:
+                bad.append((utt, str(error)))
+                continue
+            matrix = np.ascontiguousarray(features.detach().cpu().numpy().astype(np.float16))
+            offset = handle.tell() + len(f"{utt} ".encode())
+            kaldiio.save_ark(handle, {utt: matrix}, write_function="numpy")
+            scp_lines.append(f"{utt} {ark}:{offset}\n")
+            frames[utt] = int(matrix.shape[0])
     atomic_write_text(scp, "".join(scp_lines))
     write_utt2num_frames(frames_path, frames)
     return bad

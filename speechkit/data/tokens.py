@@ -17,8 +17,6 @@ directory means re-running stage 3).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import numpy as np
 import torch
 
 from speechkit.errors import DataError
-from speechkit.utils.fs import atomic_write_text
+from speechkit.utils.fs import atomic_open, atomic_write_text
 
 #: Name of the merged scp inside ``dump/<set>/``.
 CODES_SCP = "codes.scp"
@@ -98,23 +96,15 @@ def write_codes_shard(
     dtype = codes_dtype(codebook_size)
     num_frames: dict[str, int] = {}
     scp_lines: list[str] = []
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{ark_path.name}.", suffix=".tmp", dir=ark_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for utt, codes in entries:
-                if utt in num_frames:
-                    raise DataError(f"Utterance {utt!r} is written twice to {ark_path}.")
-                matrix = _as_code_matrix(utt, codes, dtype)
-                offset = handle.tell() + len(f"{utt} ".encode())
-                kaldiio.save_ark(handle, {utt: matrix}, write_function="numpy")
-                scp_lines.append(f"{utt} {ark_path}:{offset}\n")
-                num_frames[utt] = int(matrix.shape[1])
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, ark_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(ark_path, "wb", encoding=None) as handle:
+        for utt, codes in entries:
+            if utt in num_frames:
+                raise DataError(f"Utterance {utt!r} is written twice to {ark_path}.")
+            matrix = _as_code_matrix(utt, codes, dtype)
+            offset = handle.tell() + len(f"{utt} ".encode())
+            kaldiio.save_ark(handle, {utt: matrix}, write_function="numpy")
+            scp_lines.append(f"{utt} {ark_path}:{offset}\n")
+            num_frames[utt] = int(matrix.shape[1])
     atomic_write_text(scp_path, "".join(scp_lines))
     return num_frames
 

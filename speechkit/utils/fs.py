@@ -1,14 +1,38 @@
 """Crash-safe file writing: write to a temporary sibling, fsync, then rename over the target.
 
-A killed process leaves either the old file or the new one, never a truncated file.
+A killed process leaves either the old file or the new one, never a truncated file. The file gets
+the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else
+0666 less the process's umask (``tempfile.mkstemp`` alone would leave 0600: results, wavs and
+checkpoints unreadable for the rest of a group sharing an experiment directory).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux, else by setting it and back (the only portable
+    way to read it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode(path: str | Path) -> int:
+    """Permission bits for (re)writing ``path``: those of the existing file, else 0666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -19,6 +43,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     binary = "b" in mode
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode(path))
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
             handle.flush()
