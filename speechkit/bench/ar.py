@@ -37,6 +37,7 @@ from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_w
 from speechkit.bench.report import bench_parser, finish, parse_common
 from speechkit.bench.scenario import NEVER, BenchSize, Scenario, build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory, synchronize, torch_threads, warm_up_runs
+from speechkit.errors import ConfigError
 from speechkit.infer.precision import apply_precision
 from speechkit.nn.fused_decode import FusedDecoder
 from speechkit.nn.graph_decode import GraphDecoder
@@ -316,6 +317,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=1,
                         help="decode each row this many times and report the fastest (default 1)")
     args = parse_common(parser, argv)
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats}: give the number of runs per row, >= 1.")
     device = torch.device(args.device)
     with torch_threads(args.threads):
         bandwidth = measure_bandwidth(device, megabytes=args.bandwidth_mb)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -58,6 +60,10 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
         raise ConfigError("--batch sizes must be >= 1 and --output-seconds > 0.")
     if args.threads < 0:
         raise ConfigError(f"--threads {args.threads}: give a number of threads >= 1, or 0 for torch's default.")
+    cpus = usable_cpus()
+    if args.threads > cpus:
+        print(f"warning: --threads {args.threads} is more than the {cpus} CPUs this process may use: the threads "
+              f"take turns, so the figures measure that; give --threads {cpus} or fewer.", file=sys.stderr)
     device = checked_device(args.device, "--device")
     default = csv_list(str, PRECISIONS)(vars(args).pop("precision_default"))
     if "precision" not in vars(args):
@@ -66,6 +72,14 @@ def parse_common(parser: argparse.ArgumentParser, argv: Sequence[str] | None) ->
         raise ConfigError(f"--precision {','.join(CPU_ONLY_PRECISIONS)} (dynamic quantisation) runs on the CPU only; "
                           f"on {args.device} give --precision fp32,bf16.")
     return args
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the OS says, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:

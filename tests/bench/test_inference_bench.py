@@ -12,6 +12,7 @@ import torch
 from speechkit.bench.ar import GreedyReference, run as bench_ar
 from speechkit.bench.bandwidth import kv_cache_bytes, kv_element_bytes, linear_weight_bytes, measure_bandwidth
 from speechkit.bench.nar import attention_arithmetic, output_seconds_for, run as bench_nar
+from speechkit.bench.report import bench_parser, parse_common, usable_cpus
 from speechkit.bench.scenario import build_ar, get_size, make_scenario
 from speechkit.bench.timing import Clock, PeakMemory
 from speechkit.cli import main
@@ -156,6 +157,16 @@ def test_bad_options_are_clear() -> None:
         bench_ar(["--threads", "-1"])
     with pytest.raises(ConfigError, match="--positions -3"):
         bench_nar(["--positions", "-3"])
+    with pytest.raises(ConfigError, match="--repeats 0"):
+        bench_ar(["--repeats", "0"])
+
+
+def test_more_threads_than_cpus_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    too_many = usable_cpus() + 1
+    parse_common(bench_parser("ar", "doc"), ["--threads", str(too_many)])
+    assert f"--threads {too_many} is more than the {usable_cpus()} CPUs" in capsys.readouterr().err
+    parse_common(bench_parser("ar", "doc"), ["--threads", str(usable_cpus())])
+    assert capsys.readouterr().err == ""
 
 
 def test_peak_memory_sees_a_large_allocation(device: torch.device) -> None:
