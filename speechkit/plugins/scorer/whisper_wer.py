@@ -6,6 +6,12 @@ are normalised alike (:func:`~speechkit.plugins.scorer.text_norm.normalize_engli
 corpus WER from :meth:`WhisperWER.summarize` pools errors over words (not a mean of ratios).
 The transcripts of the last :meth:`WhisperWER.score` call are kept in
 :attr:`WhisperWER.hypotheses` (``{utt_id: raw hypothesis text}``).
+
+Whisper's decoding falls back to sampling at rising temperatures when a beam-search transcript
+looks wrong (repetitive or unlikely), as it does on poor synthesis. CTranslate2's sampler is seeded
+with ``seed`` before every transcription, so a transcript depends on its audio only: without it,
+one clip gave three different transcripts in three calls, and identical wavs scored differently
+from run to run.
 """
 from __future__ import annotations
 
@@ -61,6 +67,7 @@ class WhisperWER(Scorer):
             compute_type: CTranslate2 compute type (int8 on the CPU).
             device: ``cpu`` or ``cuda``.
             cpu_threads: CTranslate2 threads.
+            seed: seed of the sampling fallback, set before each transcription.
         """
 
         model_path: str = ""
@@ -69,6 +76,7 @@ class WhisperWER(Scorer):
         compute_type: str = "int8"
         device: str = "cpu"
         cpu_threads: int = 1
+        seed: int = 0
 
     metrics = ("wer", "errors", "ref_words")
 
@@ -96,12 +104,17 @@ class WhisperWER(Scorer):
         return self._model
 
     def transcribe(self, wav: Any) -> str:
-        """wav: float32[S] mono at 16 kHz -> transcript (raw Whisper text)."""
-        segments, _ = self.model.transcribe(
+        """wav: float32[S] mono at 16 kHz -> transcript (raw Whisper text); the same for the same
+        audio (the sampling fallback is seeded first, see the module docstring)."""
+        import ctranslate2
+
+        model = self.model
+        ctranslate2.set_random_seed(self.config.seed)
+        segments, _ = model.transcribe(
             wav, language=self.config.language, beam_size=self.config.beam_size,
             condition_on_previous_text=False, without_timestamps=True, vad_filter=False,
         )
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        return " ".join(segment.text.strip() for segment in segments).strip()  # decodes here (segments is lazy)
 
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """Transcribe each item's ``wav`` and compare with its ``text``."""

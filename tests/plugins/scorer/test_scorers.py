@@ -86,6 +86,32 @@ def test_whisper_wer_low_on_matching_text_high_on_wrong_text(clips: dict[str, Pa
         scorer.score([ScoreItem("none", clips["a"], "en", "")])
 
 
+@pytest.mark.skipif(not _has("ctranslate2"), reason="needs the eval extra")
+def test_whisper_sampling_fallback_is_seeded_before_every_transcription(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whisper samples when its beam search looks wrong (poor synthesis): without a seed per call,
+    one clip of the recipe gave three transcripts in three calls. Here a fake model records the
+    seed set before each of its calls."""
+    import ctranslate2
+
+    events: list[tuple[str, object]] = []
+    monkeypatch.setattr(ctranslate2, "set_random_seed", lambda seed: events.append(("seed", seed)))
+
+    class Segment:
+        text = " hello "
+
+    class FakeModel:
+        def transcribe(self, wav: object, **options: object) -> tuple[object, None]:
+            def decode():  # lazy like faster-whisper's: decoding happens when iterated
+                events.append(("decode", options["beam_size"]))
+                yield Segment()
+            return decode(), None
+
+    scorer = registry.build("scorer", {"name": "whisper_wer", "seed": 7, "beam_size": 3})
+    scorer._model = FakeModel()
+    assert [scorer.transcribe([0.0]) for _ in range(2)] == ["hello", "hello"]
+    assert events == [("seed", 7), ("decode", 3), ("seed", 7), ("decode", 3)]
+
+
 @pytest.mark.skipif(not _has("resemblyzer", "webrtcvad"), reason="needs the eval extra (resemblyzer)")
 def test_resemblyzer_similarity_orders_speakers(clips: dict[str, Path]) -> None:
     scorer = registry.build("scorer", {"name": "resemblyzer_sim"})
