@@ -16,7 +16,8 @@ also per language when a task mixes languages). Finally ``RESULTS.md`` is render
 metrics files (:mod:`speechkit.results.render`).
 
 Resumable: a finished task is skipped (done-marker fingerprinting its items file and scorer
-configuration); within a task, items are scored in chunks appended to ``scores.jsonl.partial``, so a
+configuration, every option with its default filled in, so a default changed by an update scores
+again); within a task, items are scored in chunks appended to ``scores.jsonl.partial``, so a
 killed run re-scores at most one chunk. Relative wav paths resolve against the working directory,
 then against the task dir. ``--data`` is accepted for a uniform stage command line; scoring reads
 only ``--exp``.
@@ -145,10 +146,13 @@ class ScorerSet:
                 patterns = list(spec.pop("tasks", None) or ["*"])
                 if "name" not in spec:
                     raise ConfigError(f"score.scorers.{lang}: entry {entry} has no `name`.")
-                fields = {f.name for f in dataclasses.fields(registry("scorer").config_class(spec["name"]))}
-                if PACK_OPTION in fields and PACK_OPTION not in spec:
+                name = str(spec.pop("name"))
+                config_class = registry("scorer").config_class(name)
+                if PACK_OPTION in {f.name for f in dataclasses.fields(config_class)} and PACK_OPTION not in spec:
                     spec[PACK_OPTION] = str(default_pack)
-                self.entries[lang].append((spec, patterns))
+                # every option, defaults included: a default that changes with the code re-scores
+                config = validate_options(config_class, spec, where=f"score.scorers.{lang} {name!r}")
+                self.entries[lang].append(({"name": name, **dataclasses.asdict(config)}, patterns))
         self.context = context
         self._built: dict[str, Scorer] = {}
         self._recognizers: dict[str, Any] = {}

@@ -155,6 +155,28 @@ def test_interrupted_task_resumes_from_the_partial_file(recipe: Path, fake_st: t
     assert len((recipe / "exp/score/s2st_en2zh/scores.jsonl").read_text().splitlines()) == 3
 
 
+def test_options_left_to_their_defaults_count_in_the_done_marker(recipe: Path, fake_st: type,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished task stays finished when a spec spells out a default, and is scored again when an
+    update changes a default the spec leaves out (as whisper_wer's seed once was added)."""
+    config = recipe / "conf" / "score.yaml"
+    config.write_text(config.read_text() + "  tasks: [s2st_en2zh]\n")
+    assert _run() == 0 and fake_st.calls == 2
+    from speechkit.plugins.scorer.ctc_cer import CtcPhoneErrorRate
+
+    default = CtcPhoneErrorRate.Config.keep_tones
+    config.write_text(config.read_text().replace("{name: ctc_cer}", f"{{name: ctc_cer, keep_tones: {default}}}"))
+    assert _run() == 0 and fake_st.calls == 2  # the same options: nothing to do
+    config.write_text(config.read_text().replace(f", keep_tones: {default}", ""))
+
+    @dataclasses.dataclass
+    class Updated(CtcPhoneErrorRate.Config):  # an update's new default
+        keep_tones: bool = not default
+
+    monkeypatch.setattr(CtcPhoneErrorRate, "Config", Updated)
+    assert _run() == 0 and fake_st.calls == 4  # scored again
+
+
 def test_bad_inputs_are_clear_errors(recipe: Path, fake_st: type) -> None:
     items = recipe / "exp/infer/s2st_en2zh/items.jsonl"
     items.write_text(json.dumps({"id": "a", "lang": "zh"}) + "\n")
