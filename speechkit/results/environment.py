@@ -33,8 +33,14 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
+#: tracked files that the recipes themselves write: they do not make the code "dirty" (a rerun of
+#: stage 8 re-renders RESULTS.md, which then differs from the committed one)
+GENERATED_FILES = ("**/RESULTS.md",)
+
+
 def git_state(directory: str | Path = ".") -> dict[str, Any]:
-    """``{"commit": hash or "unknown", "dirty": bool | None}`` of the repository holding ``directory``."""
+    """``{"commit": hash or "unknown", "dirty": bool | None}`` of the repository holding ``directory``
+    (dirty: a tracked file other than :data:`GENERATED_FILES` differs from the commit)."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=30, check=True)
@@ -45,7 +51,8 @@ def git_state(directory: str | Path = ".") -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": "unknown", "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                 *(f":(top,exclude,glob){pattern}" for pattern in GENERATED_FILES))
     return {"commit": commit.strip(), "dirty": bool(status.strip()) if status is not None else None}
 
 
