@@ -55,20 +55,15 @@ def test_rewrite_keeps_the_replaced_files_mode(tmp_path):
     assert path.read_text() == "{1}" and stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
-def test_code_and_feature_arks_are_written_with_plain_modes(tmp_path):
+def test_code_arks_are_written_with_plain_modes(tmp_path):
     import torch
 
     from speechkit.data.tokens import load_codes, write_codes_shard
 
     write_codes_shard([("utt1", torch.zeros(2, 5, dtype=torch.long))], tmp_path / "codes.ark", tmp_path / "codes.scp",
-                codebook_size=256)
-    expected = 0o666 & ~_current_umask()
+                      codebook_size=256)
+    (tmp_path / "plain.txt").write_text("x")
+    expected = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
     for name in ("codes.ark", "codes.scp"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
     assert load_codes(tmp_path / "codes.scp")["utt1"].shape == (2, 5)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
